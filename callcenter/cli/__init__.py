@@ -1,0 +1,51 @@
+"""The `callcenter` command: the command line's composition root.
+
+Every command exits 0 on success. Bad input exits non-zero with one line on stderr saying what
+is wrong, and nothing is half-written (each command's writes are one transaction).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from callcenter.cli import calls, directory, recordings, retention, server
+from callcenter.cli.common import CliError, cli
+from callcenter.settings import SettingsError
+
+for module in (directory, calls, recordings, retention, server):
+    module.register(cli)
+
+__all__ = ["cli", "main"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line; turn every expected failure into one line on stderr."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        cli.main(args=argv, prog_name="callcenter", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("callcenter: aborted", err=True)
+        sys.exit(130)
+    except click.UsageError as exc:
+        where = f" ({exc.ctx.command_path})" if exc.ctx else ""
+        click.echo(f"callcenter: usage{where}: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except (CliError, SettingsError) as exc:
+        click.echo(f"callcenter: {exc}", err=True)
+        sys.exit(2 if isinstance(exc, SettingsError) else 1)
+    except click.ClickException as exc:
+        click.echo(f"callcenter: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        logging.getLogger("callcenter").debug("unexpected error", exc_info=True)
+        click.echo(f"callcenter: unexpected error: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)

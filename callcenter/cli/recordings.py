@@ -1,0 +1,14 @@
+"""`callcenter recordings ...` commands."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group("recordings")
+def group() -> None:
+    """Not built yet."""
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(group)

@@ -1,0 +1,160 @@
+"""The append-only, hash-chained retention log.
+
+It lives in the core because the recording lifecycle (ingestion) and the retention package
+both write to it. Each entry's hash covers the previous entry's hash and the entry itself,
+canonically encoded, so an edited, removed or reordered entry breaks the chain. The log holds
+no phone number or name: recording SIDs, object checksums, counts, reasons and actors only.
+There is deliberately no function here that updates or deletes an entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from callcenter.db import is_postgres
+from callcenter.models import RetentionEntry
+
+GENESIS_HASH = "0" * 64
+
+EVENTS = frozenset(
+    {
+        "stored",
+        "provider_copy_deleted",
+        "deleted",
+        "delete_failed",
+        "hold_placed",
+        "hold_released",
+        "sweep_started",
+        "sweep_finished",
+        "accessed",
+        "ingest_failed",
+        "missing_object",
+    }
+)
+
+# A constant key for PostgreSQL's transaction-scoped advisory lock that serialises appends.
+_APPEND_LOCK_KEY = 0x52455445  # "RETE"
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def canonical(
+    *,
+    seq: int,
+    at: datetime,
+    event: str,
+    recording_sid: str | None,
+    actor: str,
+    details: dict[str, Any],
+) -> bytes:
+    """Encode an entry canonically: sorted keys, no spaces, UTC microsecond timestamps."""
+    body = {
+        "seq": seq,
+        "at": _iso(at),
+        "event": event,
+        "recording_sid": recording_sid,
+        "actor": actor,
+        "details": details,
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def entry_hash(prev_hash: str, body: bytes) -> str:
+    return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + body).hexdigest()
+
+
+def append(
+    session: Session,
+    event: str,
+    *,
+    now: datetime,
+    recording_sid: str | None = None,
+    actor: str = "system",
+    details: dict[str, Any] | None = None,
+) -> RetentionEntry:
+    """Append one entry to the chain inside the caller's transaction.
+
+    Appends are serialised: an advisory lock on PostgreSQL, SQLite's single writer otherwise;
+    the unique `seq` refuses a fork should two writers ever read the same tail.
+    """
+    if event not in EVENTS:
+        raise ValueError(f"unknown retention event {event!r}")
+    details = dict(details or {})
+    if is_postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK_KEY})
+    tail = session.execute(
+        select(RetentionEntry.seq, RetentionEntry.hash).order_by(RetentionEntry.seq.desc()).limit(1)
+    ).first()
+    seq, prev_hash = (tail[0] + 1, tail[1]) if tail else (1, GENESIS_HASH)
+    at = now.astimezone(UTC)
+    body = canonical(
+        seq=seq, at=at, event=event, recording_sid=recording_sid, actor=actor, details=details
+    )
+    entry = RetentionEntry(
+        seq=seq,
+        at=at,
+        event=event,
+        recording_sid=recording_sid,
+        actor=actor,
+        details=details,
+        prev_hash=prev_hash,
+        hash=entry_hash(prev_hash, body),
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    seq: int | None
+    problem: str
+
+
+def check_chain(entries: Iterable[RetentionEntry]) -> Iterator[ChainProblem]:
+    """Recompute the chain over entries in `seq` order and yield every break found."""
+    expected_seq = 1
+    prev_hash = GENESIS_HASH
+    for entry in entries:
+        if entry.seq != expected_seq:
+            yield ChainProblem(
+                entry.seq, f"expected entry {expected_seq} here, found {entry.seq} (removed or reordered)"
+            )
+        if entry.prev_hash != prev_hash:
+            yield ChainProblem(entry.seq, "does not link to the entry before it")
+        body = canonical(
+            seq=entry.seq,
+            at=entry.at,
+            event=entry.event,
+            recording_sid=entry.recording_sid,
+            actor=entry.actor,
+            details=entry.details,
+        )
+        if entry_hash(entry.prev_hash, body) != entry.hash:
+            yield ChainProblem(entry.seq, "content does not match its hash (edited)")
+        prev_hash = entry.hash
+        expected_seq = entry.seq + 1
+
+
+def as_dict(entry: RetentionEntry, timezone: Any = UTC) -> dict[str, Any]:
+    """Render an entry for export: ISO times with an offset."""
+    return {
+        "seq": entry.seq,
+        "at": entry.at.astimezone(timezone).isoformat(),
+        "event": entry.event,
+        "recording_sid": entry.recording_sid,
+        "actor": entry.actor,
+        "details": entry.details,
+        "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
+    }

@@ -1,0 +1,49 @@
+"""The composition root's parts: settings wired to the database, storage and Twilio, built once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from callcenter.db import make_engine, make_sessionmaker
+from callcenter.settings import Settings
+
+if TYPE_CHECKING:
+    from callcenter.storage import Storage
+    from callcenter.twilio_api import TwilioApi
+
+
+@dataclass
+class Runtime:
+    """What a process needs, created lazily so a command only touches what it uses."""
+
+    settings: Settings
+    _engine: Engine | None = field(default=None, repr=False)
+
+    @cached_property
+    def engine(self) -> Engine:
+        return self._engine or make_engine(self.settings.database_url)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return make_sessionmaker(self.engine)
+
+    @cached_property
+    def storage(self) -> Storage:
+        from callcenter.storage import open_storage
+
+        return open_storage(self.settings)
+
+    @cached_property
+    def twilio(self) -> TwilioApi:
+        from callcenter.twilio_api import TwilioApi
+
+        return TwilioApi(self.settings)
+
+    def close(self) -> None:
+        if "engine" in self.__dict__:
+            self.engine.dispose()

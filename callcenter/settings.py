@@ -1,0 +1,283 @@
+"""Settings: one frozen object built from the environment at start.
+
+Required values have no defaults. A missing or malformed value raises `SettingsError`, whose
+message is one line naming the setting; the command line and the WSGI entry point print that
+line and exit, never a traceback and never a silent fallback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+
+DEFAULT_DATABASE_URL = "sqlite:///var/callcenter.db"
+DEFAULT_RECORDINGS_URL = "file:var/recordings"
+DEFAULT_TWILIO_API_BASE_URL = "https://api.twilio.com"
+DEFAULT_TIMEZONE = "Europe/Riga"
+# The customer-service standard keeps recordings three months.
+DEFAULT_RETENTION_MONTHS = 3
+# Twilio rings a dialled number this long before giving up on it.
+DEFAULT_DIAL_TIMEOUT_SECONDS = 20
+# A callback request is due this many working days after the call.
+DEFAULT_CALLBACK_WORKING_DAYS = 2
+
+_ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
+_LANGUAGE = re.compile(r"^[a-z]{2}-[A-Z]{2}$")
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message is one line naming it."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"setting {name}: {problem}")
+        self.name = name
+
+
+@dataclass(frozen=True)
+class NoticeLanguage:
+    """One spoken version of the recording notice."""
+
+    language: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    recordings_url: str = DEFAULT_RECORDINGS_URL
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_api_base_url: str = DEFAULT_TWILIO_API_BASE_URL
+    public_base_url: str | None = None
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo(DEFAULT_TIMEZONE))
+    retention_months: int = DEFAULT_RETENTION_MONTHS
+    secret_key: str | None = None
+    # Where the recording notice comes from: an audio file played with <Play>, else spoken text.
+    notice_audio_url: str | None = None
+    notice_languages: tuple[NoticeLanguage, ...] = ()
+    # The number the fallback route dials when the database cannot be reached.
+    fallback_number: str | None = None
+    # Moved days off bind state institutions; most employers follow them (DESIGN: calendar).
+    moved_days_off: bool = True
+    dial_timeout_seconds: int = DEFAULT_DIAL_TIMEOUT_SECONDS
+    callback_working_days: int = DEFAULT_CALLBACK_WORKING_DAYS
+    s3_server_side_encryption: str | None = None
+    s3_kms_key_id: str | None = None
+    development: bool = False
+
+    def require(self, name: str) -> str:
+        """Return a setting that this process needs, or stop with one line naming it."""
+        value = getattr(self, _ATTRS[name])
+        if not value:
+            raise SettingsError(name, "is required and not set")
+        return str(value)
+
+    def url_for(self, path: str) -> str:
+        """Return the absolute URL Twilio uses for one of our paths."""
+        return self.require("PUBLIC_BASE_URL").rstrip("/") + path
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+_ATTRS = {
+    "DATABASE_URL": "database_url",
+    "RECORDINGS_URL": "recordings_url",
+    "TWILIO_ACCOUNT_SID": "twilio_account_sid",
+    "TWILIO_AUTH_TOKEN": "twilio_auth_token",
+    "TWILIO_API_BASE_URL": "twilio_api_base_url",
+    "PUBLIC_BASE_URL": "public_base_url",
+    "SECRET_KEY": "secret_key",
+    "FALLBACK_NUMBER": "fallback_number",
+}
+
+# Lawful notice text: who records, why, and that the caller may say so if they object.
+DEFAULT_NOTICE_LV = (
+    "Labdien! Jūs esat sazvanījis klientu apkalpošanas dienestu. "
+    "Lūdzam ņemt vērā, ka saruna tiks ierakstīta klientu apkalpošanas kvalitātes "
+    "nodrošināšanai. Ieraksti tiek glabāti trīs mēnešus."
+)
+KNOWN_NOTICES = {
+    "en-GB": (
+        "Hello. Please note that this call will be recorded to ensure the quality of "
+        "customer service. Recordings are kept for three months."
+    ),
+    "en-US": (
+        "Hello. Please note that this call will be recorded to ensure the quality of "
+        "customer service. Recordings are kept for three months."
+    ),
+    "ru-RU": (
+        "Здравствуйте. Обращаем ваше внимание, что разговор будет записан для обеспечения "
+        "качества обслуживания клиентов. Записи хранятся три месяца."
+    ),
+}
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _http_url(name: str, value: str, *, https_only: bool) -> str:
+    parts = urlsplit(value)
+    schemes = ("https",) if https_only else ("http", "https")
+    if parts.scheme not in schemes or not parts.netloc:
+        want = "an https:// address" if https_only else "an http(s):// address"
+        raise SettingsError(name, f"must be {want}, got {value!r}")
+    if parts.query or parts.fragment:
+        raise SettingsError(name, "must not carry a query string or fragment")
+    return value.rstrip("/")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(name, f"must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(name, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(name, f"must be true or false, got {raw!r}")
+
+
+def _e164(name: str, raw: str) -> str:
+    try:
+        parsed = phonenumbers.parse(raw, "LV")
+    except phonenumbers.NumberParseException:
+        raise SettingsError(name, f"is not a phone number: {raw!r}") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise SettingsError(name, f"is not a valid phone number: {raw!r}")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _notice_languages(env: Mapping[str, str]) -> tuple[NoticeLanguage, ...]:
+    """Latvian first, always; then NOTICE_LANGUAGES (comma-separated, like `en-GB,ru-RU`)."""
+    lv_text = _text(env, "NOTICE_TEXT_LV") or DEFAULT_NOTICE_LV
+    result = [NoticeLanguage("lv-LV", lv_text)]
+    raw = _text(env, "NOTICE_LANGUAGES")
+    for code in (raw.split(",") if raw else []):
+        code = code.strip()
+        if not code:
+            continue
+        if not _LANGUAGE.match(code):
+            raise SettingsError("NOTICE_LANGUAGES", f"{code!r} is not a language like en-GB")
+        text = _text(env, "NOTICE_TEXT_" + code.replace("-", "_").upper()) or KNOWN_NOTICES.get(
+            code
+        )
+        if text is None:
+            name = "NOTICE_TEXT_" + code.replace("-", "_").upper()
+            raise SettingsError(name, f"is required for the notice language {code}")
+        result.append(NoticeLanguage(code, text))
+    return tuple(result)
+
+
+def load(env: Mapping[str, str] | None = None, *, development: bool = False) -> Settings:
+    """Build the settings from the environment; raise SettingsError on a bad value."""
+    env = os.environ if env is None else env
+
+    database_url = _text(env, "DATABASE_URL") or DEFAULT_DATABASE_URL
+    if "://" not in database_url:
+        raise SettingsError("DATABASE_URL", f"is not a database URL: {database_url!r}")
+    if database_url.startswith("postgres://"):
+        # Heroku-style URLs name the scheme SQLAlchemy removed; psycopg 3 is the driver here.
+        database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
+    elif database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
+    if not database_url.startswith(("sqlite", "postgresql")):
+        raise SettingsError("DATABASE_URL", "must be a sqlite:// or postgresql:// URL")
+
+    recordings_url = _text(env, "RECORDINGS_URL") or DEFAULT_RECORDINGS_URL
+    if recordings_url.startswith("file:"):
+        if not recordings_url[len("file:") :]:
+            raise SettingsError("RECORDINGS_URL", "file: needs a path, like file:var/recordings")
+    elif recordings_url.startswith("s3://"):
+        if not urlsplit(recordings_url).netloc:
+            raise SettingsError("RECORDINGS_URL", "s3:// needs a bucket, like s3://bucket/prefix")
+    else:
+        raise SettingsError("RECORDINGS_URL", f"must be file:PATH or s3://bucket/prefix, got {recordings_url!r}")
+
+    account_sid = _text(env, "TWILIO_ACCOUNT_SID")
+    if account_sid is not None and not _ACCOUNT_SID.match(account_sid):
+        raise SettingsError("TWILIO_ACCOUNT_SID", "must be AC followed by 32 hexadecimal digits")
+
+    api_base = _http_url(
+        "TWILIO_API_BASE_URL",
+        _text(env, "TWILIO_API_BASE_URL") or DEFAULT_TWILIO_API_BASE_URL,
+        https_only=False,
+    )
+    public_base = _text(env, "PUBLIC_BASE_URL")
+    if public_base is not None:
+        # Twilio only calls https in production; plain http is for loopback development.
+        public_base = _http_url("PUBLIC_BASE_URL", public_base, https_only=not development)
+
+    tz_name = _text(env, "CALLCENTER_TIMEZONE") or DEFAULT_TIMEZONE
+    try:
+        timezone = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError("CALLCENTER_TIMEZONE", f"is not a known time zone: {tz_name!r}") from None
+
+    fallback = _text(env, "FALLBACK_NUMBER")
+    sse = _text(env, "S3_SERVER_SIDE_ENCRYPTION")
+    if sse is not None and sse not in ("AES256", "aws:kms"):
+        raise SettingsError("S3_SERVER_SIDE_ENCRYPTION", "must be AES256 or aws:kms")
+
+    notice_audio = _text(env, "NOTICE_AUDIO_URL")
+    if notice_audio is not None:
+        notice_audio = _http_url("NOTICE_AUDIO_URL", notice_audio, https_only=False)
+
+    return Settings(
+        database_url=database_url,
+        recordings_url=recordings_url,
+        twilio_account_sid=account_sid,
+        twilio_auth_token=_text(env, "TWILIO_AUTH_TOKEN"),
+        twilio_api_base_url=api_base,
+        public_base_url=public_base,
+        timezone=timezone,
+        retention_months=_int(env, "RETENTION_MONTHS", DEFAULT_RETENTION_MONTHS, 1, 120),
+        secret_key=_text(env, "SECRET_KEY"),
+        notice_audio_url=notice_audio,
+        notice_languages=_notice_languages(env),
+        fallback_number=_e164("FALLBACK_NUMBER", fallback) if fallback else None,
+        moved_days_off=_bool(env, "CALENDAR_MOVED_DAYS_OFF", True),
+        dial_timeout_seconds=_int(
+            env, "DIAL_TIMEOUT_SECONDS", DEFAULT_DIAL_TIMEOUT_SECONDS, 5, 600
+        ),
+        callback_working_days=_int(
+            env, "CALLBACK_WORKING_DAYS", DEFAULT_CALLBACK_WORKING_DAYS, 0, 30
+        ),
+        s3_server_side_encryption=sse,
+        s3_kms_key_id=_text(env, "S3_KMS_KEY_ID"),
+        development=development,
+    )
+
+
+def for_web(settings: Settings) -> Settings:
+    """Check what the web process needs: Twilio's token and the public address."""
+    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL"):
+        settings.require(name)
+    if not settings.development:
+        settings.require("SECRET_KEY")
+    return settings
