@@ -115,6 +115,37 @@ def append(
     return entry
 
 
+# Entries read per query when streaming the log: bounded memory whatever its length.
+STREAM_PAGE_SIZE = 1_000
+
+
+def iter_entries(
+    session: Session, *, since: datetime | None = None, page_size: int = STREAM_PAGE_SIZE
+) -> Iterator[RetentionEntry]:
+    """Yield entries in `seq` order, a page at a time, never loading the whole log.
+
+    Pages follow `seq` (keyset, through its unique index), so the cost of each page does not
+    grow with the log. `since` keeps entries at or after that time (still in `seq` order).
+    """
+    last_seq: int | None = None
+    while True:
+        query = select(RetentionEntry).order_by(RetentionEntry.seq).limit(page_size)
+        if last_seq is not None:
+            query = query.where(RetentionEntry.seq > last_seq)
+        if since is not None:
+            query = query.where(RetentionEntry.at >= since)
+        page = list(session.scalars(query))
+        if not page:
+            return
+        yield from page
+        last_seq = page[-1].seq
+        # Let the identity map forget the page: entries are never changed, only read.
+        for entry in page:
+            session.expunge(entry)
+        if len(page) < page_size:
+            return
+
+
 @dataclass(frozen=True)
 class ChainProblem:
     seq: int | None
@@ -128,7 +159,8 @@ def check_chain(entries: Iterable[RetentionEntry]) -> Iterator[ChainProblem]:
     for entry in entries:
         if entry.seq != expected_seq:
             yield ChainProblem(
-                entry.seq, f"expected entry {expected_seq} here, found {entry.seq} (removed or reordered)"
+                entry.seq,
+                f"expected entry {expected_seq} here, found {entry.seq} (removed or reordered)",
             )
         if entry.prev_hash != prev_hash:
             yield ChainProblem(entry.seq, "does not link to the entry before it")

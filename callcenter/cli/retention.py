@@ -1,13 +1,188 @@
-"""`callcenter retention ...` commands."""
+"""`callcenter retention ...` commands: the sweep, legal holds, the log, verification."""
 
 from __future__ import annotations
 
+import getpass
+import os
+import sys
+
 import click
+
+from callcenter.cli import common
+from callcenter.cli.common import CliError, emit, json_option, local_iso, unit_of_work
+from retention import export, holds
+from retention import sweep as sweep_module
+from retention import verify as verify_module
 
 
 @click.group("retention")
 def group() -> None:
-    """Not built yet."""
+    """Delete recorded audio when it is due, hold it for legal reasons, and prove it."""
+
+
+def _who(by: str | None) -> str:
+    if by is not None:
+        return by
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except Exception:
+        raise CliError("--by: cannot tell who you are; pass --by WHO") from None
+
+
+@group.command("run")
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; change nothing.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 10_000),
+    default=sweep_module.DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Recordings handled per batch.",
+)
+def run_command(dry_run: bool, batch_size: int) -> None:
+    """Delete the audio that is due, everywhere it is kept."""
+    rt = common.runtime()
+    now = common.now()
+    if dry_run:
+        would = held = 0
+        with rt.sessions() as session:
+            for batch in sweep_module.due_batches(session, now=now, batch_size=batch_size):
+                for row in batch:
+                    if row.on_hold:
+                        held += 1
+                        click.echo(
+                            f"held          {row.recording_sid}  due {local_iso(row.due_at)}"
+                        )
+                    else:
+                        would += 1
+                        click.echo(
+                            f"would delete  {row.recording_sid}  due {local_iso(row.due_at)}"
+                            f"  ({row.status})"
+                        )
+        click.echo(f"dry run: {would} would be deleted, {held} held; nothing was changed")
+        return
+    report = sweep_module.sweep(rt, now=now, batch_size=batch_size)
+    if report.refused:
+        raise CliError("another retention sweep is running; nothing was done")
+    for sid in report.held_sids:
+        click.echo(f"held          {sid}")
+    for sid, error in report.failures:
+        click.echo(f"failed        {sid}  {error}", err=True)
+    click.echo(
+        f"retention run: {report.deleted} deleted, {report.failed} failed, "
+        f"{report.held} held, {report.busy} busy, {report.batches} batches"
+    )
+    if report.failed:
+        raise CliError(
+            f"{report.failed} deletions failed (logged as delete_failed); "
+            "they are retried at the next run"
+        )
+
+
+@group.command("hold")
+@click.argument("recording_sid")
+@click.option("--reason", required=True, help="Why the recording must be kept (no names).")
+@click.option("--by", help="Who places the hold (default: the OS user).")
+def hold_command(recording_sid: str, reason: str, by: str | None) -> None:
+    """Place a legal hold: the recording is not deleted until the hold is released."""
+    actor = _who(by)
+    try:
+        with unit_of_work() as session:
+            hold = holds.place(session, recording_sid, reason=reason, actor=actor, now=common.now())
+    except holds.HoldError as exc:
+        raise CliError(str(exc)) from None
+    click.echo(f"hold placed on {recording_sid} by {hold.placed_by}")
+
+
+@group.command("release")
+@click.argument("recording_sid")
+@click.option("--reason", required=True, help="Why the hold ends.")
+@click.option("--by", help="Who releases the hold (default: the OS user).")
+def release_command(recording_sid: str, reason: str, by: str | None) -> None:
+    """Release a legal hold; a recording already past due goes at the next sweep."""
+    actor = _who(by)
+    now = common.now()
+    try:
+        with unit_of_work() as session:
+            hold = holds.release(session, recording_sid, reason=reason, actor=actor, now=now)
+            due = hold.recording.due_at
+    except holds.HoldError as exc:
+        raise CliError(str(exc)) from None
+    when = "at the next sweep" if due <= now else f"on {local_iso(due)}"
+    click.echo(f"hold released on {recording_sid}; it will be deleted {when}")
+
+
+@group.command("holds")
+@json_option
+def holds_command(as_json: bool) -> None:
+    """List the legal holds in force."""
+    with common.runtime().sessions() as session:
+        rows = [
+            {
+                "recording_sid": view.recording_sid,
+                "call_sid": view.call_sid,
+                "status": view.status,
+                "due_at": local_iso(view.due_at),
+                "placed_at": local_iso(view.placed_at),
+                "placed_by": view.placed_by,
+                "reason": view.reason,
+            }
+            for view in holds.active(session)
+        ]
+    emit(rows, as_json, ["recording_sid", "due_at", "placed_at", "placed_by", "reason"])
+
+
+@group.command("log")
+@click.option("--since", help="Entries at or after this ISO 8601 time (local if no offset).")
+@click.option(
+    "--format", "fmt", type=click.Choice(export.FORMATS), default="json", show_default=True
+)
+def log_command(since: str | None, fmt: str) -> None:
+    """Print the retention log, oldest entry first."""
+    rt = common.runtime()
+    start = common.parse_time(since, "--since") if since else None
+    with rt.sessions() as session:
+        export.write_log(sys.stdout, session, timezone=rt.settings.timezone, since=start, fmt=fmt)
+
+
+@group.command("verify")
+@click.option(
+    "--sample",
+    type=click.IntRange(1, None),
+    help="Check this many kept and deleted recordings in storage, chosen at random.",
+)
+def verify_command(sample: int | None) -> None:
+    """Check the log's hash chain and that storage matches the log; non-zero on any mismatch."""
+    rt = common.runtime()
+    summary = verify_module.VerifySummary()
+    with rt.sessions() as session:
+        for mismatch in verify_module.verify(
+            session, rt.storage, now=common.now(), sample=sample, summary=summary
+        ):
+            click.echo(str(mismatch))
+    if summary.mismatches:
+        raise CliError(f"retention verify: {summary.mismatches} mismatch(es) found")
+    click.echo(summary.line())
+
+
+@group.command("upcoming")
+@click.option(
+    "--days", type=click.IntRange(0, 3_650), default=7, show_default=True, help="How far ahead."
+)
+@json_option
+def upcoming_command(days: int, as_json: bool) -> None:
+    """List what will be deleted when (overdue and held recordings included)."""
+    with common.runtime().sessions() as session:
+        rows = [
+            {
+                "recording_sid": item.recording_sid,
+                "call_sid": item.call_sid,
+                "due_at": local_iso(item.due_at),
+                "status": item.status,
+                "on_hold": item.on_hold,
+            }
+            for item in export.upcoming(session, now=common.now(), days=days)
+        ]
+    emit(rows, as_json, ["recording_sid", "due_at", "status", "on_hold"])
 
 
 def register(cli: click.Group) -> None:

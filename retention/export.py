@@ -1,0 +1,94 @@
+"""Compliance views: the retention log as CSV or JSON, and what will be deleted when.
+
+The log export streams (one page of entries in memory at a time) and writes times as ISO 8601
+with the offset of the line's zone, oldest entry first.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TextIO
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from callcenter import retention_log
+from callcenter.models import Recording
+
+LOG_COLUMNS = ("seq", "at", "event", "recording_sid", "actor", "details", "prev_hash", "hash")
+FORMATS = ("json", "csv")
+
+
+def log_rows(
+    session: Session, *, timezone: ZoneInfo, since: datetime | None = None
+) -> Iterator[dict[str, Any]]:
+    """Yield the log's entries as dicts, oldest first, times in `timezone` with the offset."""
+    for entry in retention_log.iter_entries(session, since=since):
+        yield retention_log.as_dict(entry, timezone)
+
+
+def write_log(
+    out: TextIO,
+    session: Session,
+    *,
+    timezone: ZoneInfo,
+    since: datetime | None = None,
+    fmt: str = "json",
+) -> int:
+    """Write the log to `out` as one JSON array or as CSV with a header; return the count."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}")
+    count = 0
+    rows = log_rows(session, timezone=timezone, since=since)
+    if fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=LOG_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {**row, "details": json.dumps(row["details"], sort_keys=True, ensure_ascii=False)}
+            )
+            count += 1
+        return count
+    # One JSON array, written entry by entry so a long log never sits in memory whole.
+    out.write("[")
+    for row in rows:
+        out.write(("," if count else "") + json.dumps(row, ensure_ascii=False, sort_keys=True))
+        count += 1
+    out.write("]\n")
+    return count
+
+
+@dataclass(frozen=True)
+class Upcoming:
+    recording_sid: str
+    call_sid: str
+    due_at: datetime
+    status: str
+    on_hold: bool
+
+
+def upcoming(session: Session, *, now: datetime, days: int) -> list[Upcoming]:
+    """List recordings not yet deleted that are due within `days` (overdue ones included).
+
+    Rules: ordered by due time; held recordings are listed (with `on_hold`) because they are
+    what the sweep will skip.
+    """
+    if days < 0:
+        raise ValueError("days must not be negative")
+    rows = session.execute(
+        select(
+            Recording.recording_sid,
+            Recording.call_sid,
+            Recording.due_at,
+            Recording.status,
+            Recording.on_hold,
+        )
+        .where(Recording.deleted_at.is_(None), Recording.due_at <= now + timedelta(days=days))
+        .order_by(Recording.due_at, Recording.id)
+    ).all()
+    return [Upcoming(*row) for row in rows]

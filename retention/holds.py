@@ -1,0 +1,190 @@
+"""Legal holds: stop a recording's deletion until a hold is released, and log who and why.
+
+A hold is a `legal_holds` row plus `recordings.on_hold`, which the sweep reads through its index
+without a join. Placing and releasing are conditional UPDATEs of `on_hold`, so two people doing
+the same thing at once get one success and one clear refusal. A recording released after its due
+time goes at the next sweep (it is still past due and no longer held).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import phonenumbers
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from callcenter import retention_log
+from callcenter.models import LegalHold, Recording
+from retention.sweep import CLAIM_PREFIX
+
+# Reasons and actors go into the retention log, which is kept for audit far longer than audio.
+MAX_REASON_CHARS = 1_000
+MAX_ACTOR_CHARS = 100
+
+
+class HoldError(Exception):
+    """A hold or release was refused; the message is one line saying why."""
+
+
+@dataclass(frozen=True)
+class HoldView:
+    """An active hold as listed for people."""
+
+    recording_sid: str
+    call_sid: str
+    reason: str
+    placed_by: str
+    placed_at: datetime
+    due_at: datetime
+    status: str
+
+
+def _clean_reason(reason: str) -> str:
+    reason = " ".join(reason.split())
+    if not reason:
+        raise HoldError("a reason is required")
+    if len(reason) > MAX_REASON_CHARS:
+        raise HoldError(f"the reason is longer than {MAX_REASON_CHARS} characters")
+    # The log must hold no phone number: refuse rather than quietly store one.
+    if any(True for _ in phonenumbers.PhoneNumberMatcher(reason, "LV")):
+        raise HoldError("the reason must not contain a phone number; refer to the case instead")
+    return reason
+
+
+def _clean_actor(actor: str) -> str:
+    actor = actor.strip()
+    if not actor:
+        raise HoldError("who places or releases the hold is required")
+    if len(actor) > MAX_ACTOR_CHARS:
+        raise HoldError(f"the actor is longer than {MAX_ACTOR_CHARS} characters")
+    return actor
+
+
+def _recording(session: Session, recording_sid: str) -> Recording:
+    recording = session.scalars(
+        select(Recording).where(Recording.recording_sid == recording_sid)
+    ).one_or_none()
+    if recording is None:
+        raise HoldError(f"no recording {recording_sid}")
+    return recording
+
+
+def place(
+    session: Session, recording_sid: str, *, reason: str, actor: str, now: datetime
+) -> LegalHold:
+    """Place a legal hold on a recording and log `hold_placed`.
+
+    Rules: the recording must exist, not be deleted and not be held already; the reason is
+    required; a recording whose deletion a sweep is running right now cannot be held (the
+    deletion may already have removed a copy), which the caller is told.
+    """
+    reason = _clean_reason(reason)
+    actor = _clean_actor(actor)
+    recording = _recording(session, recording_sid)
+    if recording.deleted_at is not None:
+        raise HoldError(f"recording {recording_sid} was deleted on {recording.deleted_at:%Y-%m-%d}")
+    if recording.on_hold:
+        raise HoldError(f"recording {recording_sid} is already on hold")
+    held = session.execute(
+        update(Recording)
+        .where(
+            Recording.id == recording.id,
+            Recording.deleted_at.is_(None),
+            Recording.on_hold.is_(False),
+            or_(
+                Recording.claimed_by.is_(None),
+                Recording.claimed_by.not_like(CLAIM_PREFIX + "%"),
+                Recording.claimed_until <= now,
+            ),
+        )
+        .values(on_hold=True)
+        .execution_options(synchronize_session=False)
+    )
+    if held.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(recording)
+        if recording.on_hold:
+            raise HoldError(f"recording {recording_sid} is already on hold")
+        if recording.deleted_at is not None:
+            raise HoldError(f"recording {recording_sid} was deleted")
+        raise HoldError(f"recording {recording_sid} is being deleted by a running sweep")
+    hold = LegalHold(recording_id=recording.id, reason=reason, placed_by=actor, placed_at=now)
+    session.add(hold)
+    session.flush()
+    retention_log.append(
+        session,
+        "hold_placed",
+        now=now,
+        recording_sid=recording_sid,
+        actor=actor,
+        details={"hold_id": hold.id, "reason": reason, "due_at": recording.due_at.isoformat()},
+    )
+    return hold
+
+
+def release(
+    session: Session, recording_sid: str, *, reason: str, actor: str, now: datetime
+) -> LegalHold:
+    """Release a recording's legal hold and log `hold_released`.
+
+    Rules: the recording must be on hold; the reason is required. If it is already past due it
+    is deleted at the next sweep.
+    """
+    reason = _clean_reason(reason)
+    actor = _clean_actor(actor)
+    recording = _recording(session, recording_sid)
+    hold = session.scalars(
+        select(LegalHold)
+        .where(LegalHold.recording_id == recording.id, LegalHold.released_at.is_(None))
+        .order_by(LegalHold.placed_at.desc())
+        .limit(1)
+    ).one_or_none()
+    released = session.execute(
+        update(Recording)
+        .where(Recording.id == recording.id, Recording.on_hold.is_(True))
+        .values(on_hold=False)
+        .execution_options(synchronize_session=False)
+    )
+    if released.rowcount != 1 or hold is None:  # type: ignore[attr-defined]
+        raise HoldError(f"recording {recording_sid} is not on hold")
+    hold.released_at = now
+    hold.released_by = actor
+    hold.release_reason = reason
+    session.flush()
+    retention_log.append(
+        session,
+        "hold_released",
+        now=now,
+        recording_sid=recording_sid,
+        actor=actor,
+        details={
+            "hold_id": hold.id,
+            "reason": reason,
+            "due_at": recording.due_at.isoformat(),
+            "past_due": recording.due_at <= now,
+        },
+    )
+    return hold
+
+
+def active(session: Session) -> list[HoldView]:
+    """List the holds in force, oldest first."""
+    rows = session.execute(
+        select(LegalHold, Recording)
+        .join(Recording, LegalHold.recording_id == Recording.id)
+        .where(LegalHold.released_at.is_(None))
+        .order_by(LegalHold.placed_at, LegalHold.id)
+    ).all()
+    return [
+        HoldView(
+            recording_sid=recording.recording_sid,
+            call_sid=recording.call_sid,
+            reason=hold.reason,
+            placed_by=hold.placed_by,
+            placed_at=hold.placed_at,
+            due_at=recording.due_at,
+            status=recording.status,
+        )
+        for hold, recording in rows
+    ]

@@ -1,0 +1,243 @@
+"""Verification: the retention log's chain is intact and storage matches what the log says.
+
+Every check streams its rows (keyset pages, never the whole table at once) and yields one
+`Mismatch` per problem, so `callcenter retention verify` can print one line each and exit
+non-zero. Checks:
+- the hash chain, recomputed over the whole log in `seq` order;
+- every recording kept (`stored`) is in storage with its size and SHA-256 (all, or a sample);
+- no deleted recording has any object version or delete marker left;
+- nothing is kept more than the contract's 24 hours past its due time outside a legal hold;
+- every recording marked deleted has a `deleted` entry, and every `deleted` entry's recording is
+  marked deleted;
+- every `stored` entry's recording exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, exists, func, select
+from sqlalchemy.orm import Session
+
+from callcenter import retention_log
+from callcenter.models import Recording, RetentionEntry
+from callcenter.storage import Storage
+
+# The contract: "everything due is gone within 24 hours". The sweep runs daily, so a recording
+# a few hours past due is normal; one kept longer than this is a broken promise.
+DELETION_GRACE = timedelta(hours=24)
+# Rows read per query.
+PAGE_SIZE = 1_000
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One problem found, named so that a person can act on it."""
+
+    check: str
+    subject: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.check}: {self.subject}: {self.problem}"
+
+
+@dataclass
+class VerifySummary:
+    entries: int = 0
+    stored_checked: int = 0
+    deleted_checked: int = 0
+    mismatches: int = 0
+    checks: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"retention verify: ok: {self.entries} log entries chained, "
+            f"{self.stored_checked} kept recordings match storage, "
+            f"{self.deleted_checked} deleted recordings have no version left"
+        )
+
+
+def verify(
+    session: Session,
+    storage: Storage,
+    *,
+    now: datetime,
+    sample: int | None = None,
+    summary: VerifySummary | None = None,
+) -> Iterator[Mismatch]:
+    """Yield every mismatch between the log, the database and storage.
+
+    Rules: `sample` checks that many kept and deleted recordings chosen at random instead of
+    all of them; the chain and the database cross-checks always cover everything.
+    """
+    summary = summary if summary is not None else VerifySummary()
+    for mismatch in _all(session, storage, now=now, sample=sample, summary=summary):
+        summary.mismatches += 1
+        yield mismatch
+
+
+def _all(
+    session: Session,
+    storage: Storage,
+    *,
+    now: datetime,
+    sample: int | None,
+    summary: VerifySummary,
+) -> Iterator[Mismatch]:
+    yield from check_chain(session, summary)
+    yield from check_stored(session, storage, sample=sample, summary=summary)
+    yield from check_deleted_objects(session, storage, sample=sample, summary=summary)
+    yield from check_overdue(session, now=now)
+    yield from check_log_matches_rows(session)
+
+
+def check_chain(session: Session, summary: VerifySummary) -> Iterator[Mismatch]:
+    """Recompute the hash chain over the whole log, streamed in `seq` order."""
+
+    def counted() -> Iterator[RetentionEntry]:
+        for entry in retention_log.iter_entries(session):
+            summary.entries += 1
+            yield entry
+
+    for problem in retention_log.check_chain(counted()):
+        subject = f"entry {problem.seq}" if problem.seq is not None else "log"
+        yield Mismatch("chain", subject, problem.problem)
+
+
+def _recordings(
+    session: Session, *, status: str, sample: int | None
+) -> Iterator[tuple[str, str | None, int | None, str | None]]:
+    columns = (
+        Recording.id,
+        Recording.recording_sid,
+        Recording.storage_key,
+        Recording.size_bytes,
+        Recording.sha256,
+    )
+    if sample is not None:
+        query = select(*columns).where(Recording.status == status).order_by(func.random())
+        for row in session.execute(query.limit(sample)):
+            yield row[1], row[2], row[3], row[4]
+        return
+    last_id = 0
+    while True:
+        page = session.execute(
+            select(*columns)
+            .where(Recording.status == status, Recording.id > last_id)
+            .order_by(Recording.id)
+            .limit(PAGE_SIZE)
+        ).all()
+        for row in page:
+            yield row[1], row[2], row[3], row[4]
+        if len(page) < PAGE_SIZE:
+            return
+        last_id = page[-1][0]
+
+
+def check_stored(
+    session: Session, storage: Storage, *, sample: int | None, summary: VerifySummary
+) -> Iterator[Mismatch]:
+    """Check that every kept recording's object is there with its size and checksum."""
+    for sid, key, size, sha256 in _recordings(session, status="stored", sample=sample):
+        summary.stored_checked += 1
+        if not key:
+            yield Mismatch("storage", sid, "kept but has no storage key")
+            continue
+        try:
+            found = storage.stat(key)
+        except Exception as exc:
+            yield Mismatch("storage", sid, f"could not be read: {type(exc).__name__}: {exc}")
+            continue
+        if found is None:
+            yield Mismatch("storage", sid, "kept but its object is missing from storage")
+        elif sha256 is not None and found.sha256 != sha256:
+            yield Mismatch("storage", sid, "object checksum differs from the recorded SHA-256")
+        elif size is not None and found.size != size:
+            yield Mismatch("storage", sid, f"object is {found.size} bytes, {size} recorded")
+
+
+def check_deleted_objects(
+    session: Session, storage: Storage, *, sample: int | None, summary: VerifySummary
+) -> Iterator[Mismatch]:
+    """Check that no deleted recording has an object version or delete marker left."""
+    for sid, key, _size, _sha in _recordings(session, status="deleted", sample=sample):
+        if not key:
+            continue
+        summary.deleted_checked += 1
+        try:
+            left = storage.versions_left(key)
+        except Exception as exc:
+            yield Mismatch("storage", sid, f"could not be checked: {type(exc).__name__}: {exc}")
+            continue
+        if left:
+            yield Mismatch("storage", sid, f"deleted but {left} object version(s) are left")
+
+
+def check_overdue(session: Session, *, now: datetime) -> Iterator[Mismatch]:
+    """Check that nothing is kept past its due time (plus the grace) outside a legal hold."""
+    limit = now - DELETION_GRACE
+    after: tuple[datetime, int] | None = None
+    while True:
+        query = (
+            select(Recording.id, Recording.recording_sid, Recording.due_at, Recording.last_error)
+            .where(
+                Recording.deleted_at.is_(None),
+                Recording.due_at <= limit,
+                Recording.on_hold.is_(False),
+            )
+            .order_by(Recording.due_at, Recording.id)
+            .limit(PAGE_SIZE)
+        )
+        if after is not None:
+            query = query.where(
+                Recording.due_at >= after[0],
+                (Recording.due_at > after[0]) | (Recording.id > after[1]),
+            )
+        page = session.execute(query).all()
+        for _id, sid, due, last_error in page:
+            why = f" (last error: {last_error})" if last_error else ""
+            yield Mismatch(
+                "overdue", sid, f"due {due.isoformat()} and still kept without a hold{why}"
+            )
+        if len(page) < PAGE_SIZE:
+            return
+        after = (page[-1][2], page[-1][0])
+
+
+def check_log_matches_rows(session: Session) -> Iterator[Mismatch]:
+    """Cross-check `deleted`/`stored` entries against the recordings table."""
+    deleted_entry = exists().where(
+        RetentionEntry.recording_sid == Recording.recording_sid, RetentionEntry.event == "deleted"
+    )
+    for (sid,) in session.execute(
+        select(Recording.recording_sid)
+        .where(Recording.status == "deleted", ~deleted_entry)
+        .order_by(Recording.id)
+    ).yield_per(PAGE_SIZE):
+        yield Mismatch("log", sid, "marked deleted but the log has no `deleted` entry")
+
+    kept_row = exists().where(
+        and_(
+            Recording.recording_sid == RetentionEntry.recording_sid,
+            Recording.status == "deleted",
+        )
+    )
+    for seq, entry_sid in session.execute(
+        select(RetentionEntry.seq, RetentionEntry.recording_sid)
+        .where(RetentionEntry.event == "deleted", ~kept_row)
+        .order_by(RetentionEntry.seq)
+    ).yield_per(PAGE_SIZE):
+        yield Mismatch("log", str(entry_sid), f"entry {seq} says deleted but the recording is not")
+
+    any_row = exists().where(Recording.recording_sid == RetentionEntry.recording_sid)
+    for seq, entry_sid in session.execute(
+        select(RetentionEntry.seq, RetentionEntry.recording_sid)
+        .where(RetentionEntry.event == "stored", ~any_row)
+        .order_by(RetentionEntry.seq)
+    ).yield_per(PAGE_SIZE):
+        yield Mismatch(
+            "log", str(entry_sid), f"entry {seq} says stored but no such recording exists"
+        )
