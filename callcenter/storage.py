@@ -5,11 +5,34 @@ The one home of boto3. Object keys hold no phone number or name.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+import hashlib
+import io
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol, cast
+from urllib.parse import urlsplit
 
 from callcenter.settings import Settings
+
+# Reads and re-reads go in pieces this big: memory stays flat whatever the object's size.
+READ_CHUNK_BYTES = 1024 * 1024
+# S3 needs parts of at least 5 MiB (but the last); one part is buffered at a time, so this is
+# the upload's memory bound. 8 MiB parts allow 80 GB objects within S3's 10,000-part limit.
+S3_PART_BYTES = 8 * 1024 * 1024
+# S3 refuses a DeleteObjects request with more keys than this.
+S3_DELETE_BATCH = 1000
+
+# Keys are relative, '/'-separated, made of safe characters: no '..', no absolute paths.
+_KEY = re.compile(r"^(?!/)(?!.*(?:^|/)\.\.?(?:/|$))[A-Za-z0-9._/-]{1,400}$")
+
+
+class StorageError(Exception):
+    """The storage refused or failed an operation."""
 
 
 @dataclass(frozen=True)
@@ -32,13 +55,20 @@ class Storage(Protocol):
     url: str
 
     def put_stream(self, key: str, chunks: Iterable[bytes]) -> StoredObject:
-        """Write an object from chunks without holding it in memory; return size and SHA-256."""
+        """Write an object from chunks without holding it in memory; return size and SHA-256.
+
+        If the iterator raises, no object is left behind under `key` (and an existing one is
+        not replaced).
+        """
 
     def open(self, key: str) -> BinaryIO:
         """Open an object for reading (raises KeyError when it does not exist)."""
 
     def stat(self, key: str) -> StoredObject | None:
         """Return the object's size and SHA-256 (recomputed from its bytes), or None."""
+
+    def exists(self, key: str) -> bool:
+        """Tell cheaply whether the object exists (no bytes are read)."""
 
     def versions_left(self, key: str) -> int:
         """Count what is left of a key: every version and delete marker (1 or 0 on disk)."""
@@ -50,5 +80,336 @@ class Storage(Protocol):
         """Raise if the storage cannot be reached or written (health check)."""
 
 
+def check_key(key: str) -> str:
+    """Return the key if it is a safe relative object key; raise ValueError otherwise."""
+    if not _KEY.match(key):
+        raise ValueError(f"unsafe object key {key!r}")
+    return key
+
+
+class LocalStorage:
+    """Objects as files under a directory; writes are atomic and durable."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.url = f"file:{self.root}"
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def put_stream(self, key: str, chunks: Iterable[bytes]) -> StoredObject:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        size = 0
+        # A temporary file in the same directory, renamed over the key only once complete and
+        # on disk: a reader or a crash never sees half an object.
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as tmp:
+                for chunk in chunks:
+                    if not chunk:
+                        continue
+                    tmp.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                tmp.flush()
+                os.fsync(tmp.fileno())
+            os.replace(tmp_name, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+            raise
+        _fsync_dir(path.parent)
+        return StoredObject(key, size, digest.hexdigest())
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self._path(key).open("rb")
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    def stat(self, key: str) -> StoredObject | None:
+        try:
+            handle = self.open(key)
+        except KeyError:
+            return None
+        digest = hashlib.sha256()
+        size = 0
+        with handle:
+            while chunk := handle.read(READ_CHUNK_BYTES):
+                digest.update(chunk)
+                size += len(chunk)
+        return StoredObject(key, size, digest.hexdigest())
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def versions_left(self, key: str) -> int:
+        return 1 if self.exists(key) else 0
+
+    def delete_all(self, keys: Sequence[str]) -> list[DeleteOutcome]:
+        outcomes = []
+        for key in keys:
+            path = self._path(key)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                outcomes.append(DeleteOutcome(key, 0))
+            except OSError as exc:
+                outcomes.append(DeleteOutcome(key, 0, f"{type(exc).__name__}: {exc.strerror}"))
+            else:
+                # The removal is durable only once the directory entry is on disk.
+                _fsync_dir(path.parent)
+                outcomes.append(DeleteOutcome(key, 1))
+        return outcomes
+
+    def check(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=self.root, prefix=".healthcheck.")
+        os.close(fd)
+        os.unlink(probe)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read-only file over an iterator of byte chunks (for bodies of unknown length)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        while not self._pending:
+            try:
+                self._pending = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(view), len(self._pending))
+        view[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+class S3Storage:
+    """Objects in an S3 bucket under a prefix; every version counts when deleting."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        server_side_encryption: str | None = None,
+        kms_key_id: str | None = None,
+        client: Any = None,
+        part_bytes: int = S3_PART_BYTES,
+    ) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.part_bytes = part_bytes
+        self._extra: dict[str, str] = {}
+        if server_side_encryption:
+            self._extra["ServerSideEncryption"] = server_side_encryption
+        if kms_key_id:
+            self._extra["SSEKMSKeyId"] = kms_key_id
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            # Built once: the client is thread-safe and keeps its connections. boto3 reads
+            # AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 and the credential chain by itself.
+            client = boto3.session.Session().client(
+                "s3",
+                config=Config(
+                    connect_timeout=10,
+                    read_timeout=60,
+                    retries={"max_attempts": 5, "mode": "standard"},
+                ),
+            )
+        self.client = client
+
+    def _name(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put_stream(self, key: str, chunks: Iterable[bytes]) -> StoredObject:
+        name = self._name(key)
+        digest = hashlib.sha256()
+        size = 0
+
+        def counted() -> Iterator[bytes]:
+            nonlocal size
+            for chunk in chunks:
+                if chunk:
+                    digest.update(chunk)
+                    size += len(chunk)
+                    yield chunk
+
+        reader = _ChunkReader(counted())
+        first = _read_part(reader, self.part_bytes)
+        if len(first) < self.part_bytes:
+            # Small enough for one request; the whole iterator has been read without error.
+            self.client.put_object(Bucket=self.bucket, Key=name, Body=first, **self._extra)
+            return StoredObject(key, size, digest.hexdigest())
+        upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=name, **self._extra)
+        upload_id = upload["UploadId"]
+        try:
+            parts = []
+            part = first
+            number = 1
+            while part:
+                answer = self.client.upload_part(
+                    Bucket=self.bucket, Key=name, UploadId=upload_id, PartNumber=number, Body=part
+                )
+                parts.append({"ETag": answer["ETag"], "PartNumber": number})
+                # Drop the sent part before reading the next: one part in memory at a time.
+                del part
+                part = _read_part(reader, self.part_bytes)
+                number += 1
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=name,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            # An aborted upload leaves no object and no billed parts behind.
+            with contextlib.suppress(Exception):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
+            raise
+        return StoredObject(key, size, digest.hexdigest())
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self._name(key))
+        except self.client.exceptions.NoSuchKey:
+            raise KeyError(key) from None
+        return cast(BinaryIO, answer["Body"])
+
+    def stat(self, key: str) -> StoredObject | None:
+        try:
+            body = self.open(key)
+        except KeyError:
+            return None
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            while chunk := body.read(READ_CHUNK_BYTES):
+                digest.update(chunk)
+                size += len(chunk)
+        finally:
+            body.close()
+        return StoredObject(key, size, digest.hexdigest())
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._name(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def _versions(self, name: str) -> list[dict[str, str]]:
+        """List every version and delete marker of exactly `name` (not of longer keys)."""
+        found: list[dict[str, str]] = []
+        paginator = self.client.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=name):
+            for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                if item["Key"] == name:
+                    found.append({"Key": name, "VersionId": item["VersionId"]})
+        return found
+
+    def versions_left(self, key: str) -> int:
+        return len(self._versions(self._name(key)))
+
+    def delete_all(self, keys: Sequence[str]) -> list[DeleteOutcome]:
+        names = {key: self._name(key) for key in keys}
+        by_name = {name: key for key, name in names.items()}
+        targets: list[dict[str, str]] = []
+        listed: dict[str, int] = {}
+        errors: dict[str, str] = {}
+        for key, name in names.items():
+            try:
+                versions = self._versions(name)
+            except Exception as exc:
+                errors[key] = f"listing versions failed: {type(exc).__name__}: {exc}"
+                continue
+            listed[key] = len(versions)
+            targets.extend(versions)
+        failed: dict[str, int] = {}
+        for start in range(0, len(targets), S3_DELETE_BATCH):
+            batch = targets[start : start + S3_DELETE_BATCH]
+            try:
+                answer = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+            except Exception as exc:
+                for item in batch:
+                    key = by_name[item["Key"]]
+                    failed[key] = failed.get(key, 0) + 1
+                    errors.setdefault(key, f"{type(exc).__name__}: {exc}")
+                continue
+            # DeleteObjects answers 200 even when some keys failed: the failures are listed.
+            for error in answer.get("Errors", []):
+                key = by_name.get(error.get("Key", ""), error.get("Key", "?"))
+                failed[key] = failed.get(key, 0) + 1
+                errors.setdefault(
+                    key, f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()
+                )
+        return [
+            DeleteOutcome(key, listed.get(key, 0) - failed.get(key, 0), errors.get(key))
+            for key in keys
+        ]
+
+    def check(self) -> None:
+        # head_bucket and not a probe write: in a versioned bucket every probe would leave a
+        # version and a delete marker behind, forever, once a minute.
+        self.client.head_bucket(Bucket=self.bucket)
+
+
+def _read_part(reader: _ChunkReader, size: int) -> bytearray:
+    """Read up to `size` bytes into one buffer, fewer only at the end of the stream."""
+    # Filled in place, never grown or copied: the part's bytes exist once in memory.
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    filled = 0
+    while filled < size:
+        n = reader.readinto(view[filled:])
+        if not n:
+            break
+        filled += n
+    view.release()
+    if filled < size:
+        del buffer[filled:]
+    return buffer
+
+
 def open_storage(settings: Settings) -> Storage:
-    raise NotImplementedError("storage adapters are being built (issue 4)")
+    """Open the storage RECORDINGS_URL names: `file:PATH` or `s3://bucket/prefix`."""
+    url = settings.recordings_url
+    if url.startswith("file:"):
+        return LocalStorage(url[len("file:") :])
+    if url.startswith("s3://"):
+        parts = urlsplit(url)
+        return S3Storage(
+            parts.netloc,
+            parts.path,
+            server_side_encryption=settings.s3_server_side_encryption,
+            kms_key_id=settings.s3_kms_key_id,
+        )
+    raise ValueError(f"RECORDINGS_URL must be file:PATH or s3://bucket/prefix, got {url!r}")

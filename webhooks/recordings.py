@@ -1,7 +1,118 @@
-"""`/twilio/recording-status`: a recording is ready (or absent) at Twilio."""
+"""`/twilio/recording-status`: a recording is ready (or absent) at Twilio.
+
+The view stores a pending row and answers 204 at once: Twilio waits 15 s at most, and the
+download happens later in the ingestion job, never here.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import logging
+import re
+from datetime import UTC, datetime
+
+from flask import Blueprint, Response, abort, current_app, request
+from werkzeug.datastructures import MultiDict
+
+from callcenter.db import transaction
+from callcenter.recordings import CALL_SID, RecordingCallback, parse_twilio_time, record_callback
+from callcenter.runtime import Runtime
+from callcenter.twilio_api import RECORDING_SID
+from webhooks.security import MissingField, require, twilio_webhook
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("recordings", __name__)
+
+KNOWN_STATUSES = ("in-progress", "completed", "absent", "failed")
+_ERROR_CODE = re.compile(r"^\d{1,10}$")
+
+
+class BadField(Exception):
+    """A field is present but unusable; answered with 400 naming it."""
+
+
+def _runtime() -> Runtime:
+    runtime: Runtime = current_app.extensions["callcenter.runtime"]
+    return runtime
+
+
+def _bad_request(message: str) -> Response:
+    log.warning("recording-status refused: %s", message)
+    abort(400, description=message)
+
+
+def _optional_int(form: MultiDict[str, str], name: str, low: int, high: int) -> int | None:
+    raw = form.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadField(f"{name} is not a whole number: {raw!r}") from None
+    if value == -1:
+        # Twilio's "not known yet"; only seen on in-progress recordings.
+        return None
+    if not low <= value <= high:
+        raise BadField(f"{name} is out of range: {value}")
+    return value
+
+
+def parse_callback(form: MultiDict[str, str], *, received_at: datetime) -> RecordingCallback:
+    """Turn the signed form into a typed callback; raise MissingField or BadField."""
+    fields = require(form, "RecordingSid", "CallSid", "RecordingStatus", "AccountSid")
+    if not RECORDING_SID.match(fields["RecordingSid"]):
+        raise BadField("RecordingSid is not a recording SID")
+    if not CALL_SID.match(fields["CallSid"]):
+        raise BadField("CallSid is not a call SID")
+    raw_start = form.get("RecordingStartTime", "").strip()
+    if raw_start:
+        try:
+            started_at = parse_twilio_time(raw_start)
+        except ValueError:
+            raise BadField(f"RecordingStartTime is not a time: {raw_start!r}") from None
+    else:
+        # Twilio always sends it; should it ever not, the time we heard of the recording is
+        # later than its start, so the retention clock errs on keeping audio longer.
+        started_at = received_at
+    error_code = form.get("ErrorCode", "").strip() or None
+    if error_code is not None and not _ERROR_CODE.match(error_code):
+        raise BadField(f"ErrorCode is not a number: {error_code!r}")
+    if error_code == "0":
+        error_code = None
+    source = form.get("RecordingSource", "").strip()[:40] or None
+    return RecordingCallback(
+        recording_sid=fields["RecordingSid"],
+        call_sid=fields["CallSid"],
+        status=fields["RecordingStatus"],
+        started_at=started_at,
+        duration_seconds=_optional_int(form, "RecordingDuration", 0, 10 * 24 * 3600),
+        channels=_optional_int(form, "RecordingChannels", 1, 2),
+        source=source,
+        error_code=error_code,
+    )
+
+
+@bp.post("/twilio/recording-status")
+@twilio_webhook
+def recording_status() -> Response:
+    runtime = _runtime()
+    now = datetime.now(UTC)
+    form = request.form
+    try:
+        fields = require(form, "RecordingSid", "CallSid", "RecordingStatus", "AccountSid")
+        if fields["AccountSid"] != runtime.settings.twilio_account_sid:
+            # Signed with our token but about another account: not ours to store.
+            log.warning("recording-status refused: another account's callback")
+            abort(403)
+        status = fields["RecordingStatus"]
+        if status not in KNOWN_STATUSES:
+            raise BadField(f"RecordingStatus {status!r} is not one of {', '.join(KNOWN_STATUSES)}")
+        if status == "in-progress":
+            # Nothing to keep yet; `completed` or `absent` follows.
+            return Response(status=204)
+        callback = parse_callback(form, received_at=now)
+    except (MissingField, BadField) as exc:
+        return _bad_request(str(exc))
+    with transaction(runtime.sessions) as session:
+        record_callback(session, callback, runtime.settings, now=now)
+    return Response(status=204)

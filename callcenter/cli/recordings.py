@@ -1,13 +1,113 @@
-"""`callcenter recordings ...` commands."""
+"""`callcenter recordings ...` commands: ingest, reconcile, list."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
+from sqlalchemy import select
+
+from callcenter import recordings
+from callcenter.cli.common import (
+    CliError,
+    emit,
+    json_option,
+    local_iso,
+    now,
+    parse_date,
+    runtime,
+)
+from callcenter.models import Recording
+
+STATUSES = ("pending", "stored", "absent", "failed", "deleted")
 
 
 @click.group("recordings")
 def group() -> None:
-    """Not built yet."""
+    """Move recordings from Twilio into our storage and check them."""
+
+
+@group.command("ingest")
+@click.option("--limit", type=click.IntRange(min=1), help="Stop after this many recordings.")
+def ingest(limit: int | None) -> None:
+    """Move pending recordings from Twilio to storage once."""
+    rt = runtime()
+    report = recordings.ingest_pending(rt.sessions, rt.storage, rt.twilio, now=now(), limit=limit)
+    for sid, error in sorted(report.failed.items()):
+        click.echo(f"{sid}: will retry: {error}", err=True)
+    click.echo(
+        f"stored {len(report.stored)}, Twilio copies deleted "
+        f"{len(report.provider_copies_deleted)}, failed {len(report.failed)} (retried later)"
+    )
+
+
+@group.command("reconcile")
+@click.option("--since", help="Only Twilio recordings created after this date (YYYY-MM-DD).")
+@click.option(
+    "--no-ingest", is_flag=True, help="Only queue what callbacks missed; do not download it now."
+)
+def reconcile(since: str | None, no_ingest: bool) -> None:
+    """Compare Twilio's recording list with the database and storage; ingest what was missed."""
+    rt = runtime()
+    since_day = parse_date(since, "--since") if since else None
+    report = recordings.reconcile(rt, now(), since=since_day)
+    click.echo(
+        f"Twilio lists {report.listed}; callbacks missed {len(report.created)}; "
+        f"Twilio copies deleted {len(report.provider_copies_deleted)}"
+    )
+    for sid, reason in sorted(report.skipped.items()):
+        click.echo(f"{sid}: skipped: {reason}", err=True)
+    for sid, error in sorted(report.failed.items()):
+        click.echo(f"{sid}: will retry: {error}", err=True)
+    if report.created and not no_ingest:
+        ingested = recordings.ingest_pending(rt.sessions, rt.storage, rt.twilio, now=now())
+        click.echo(
+            f"ingested {len(ingested.stored)}, failed {len(ingested.failed)} (retried later)"
+        )
+    for missing in report.missing:
+        click.echo(f"missing from storage: {missing.recording_sid} {missing.storage_key or '-'}")
+    if report.missing:
+        raise CliError(f"{len(report.missing)} stored recording(s) are missing from storage")
+
+
+@group.command("list")
+@json_option
+@click.option("--status", type=click.Choice(STATUSES), help="Only recordings in this state.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+def list_(as_json: bool, status: str | None, limit: int) -> None:
+    """List recordings, newest first."""
+    rt = runtime()
+    query = select(Recording).order_by(Recording.started_at.desc(), Recording.id.desc())
+    if status:
+        query = query.where(Recording.status == status)
+    with rt.sessions() as session:
+        rows = session.scalars(query.limit(limit)).all()
+    items: list[dict[str, Any]] = [
+        {
+            "recording_sid": r.recording_sid,
+            "call_sid": r.call_sid,
+            "status": r.status,
+            "started_at": local_iso(r.started_at),
+            "due_at": local_iso(r.due_at),
+            "duration_seconds": r.duration_seconds,
+            "channels": r.channels,
+            "size_bytes": r.size_bytes,
+            "sha256": r.sha256,
+            "storage_key": r.storage_key,
+            "attempts": r.attempts,
+            "next_attempt_at": local_iso(r.next_attempt_at),
+            "last_error": r.last_error,
+            "provider_deleted": r.provider_deleted_at is not None,
+            "on_hold": r.on_hold,
+        }
+        for r in rows
+    ]
+    emit(
+        items,
+        as_json,
+        ["recording_sid", "status", "started_at", "duration_seconds", "size_bytes", "attempts",
+         "provider_deleted", "last_error"],
+    )  # fmt: skip
 
 
 def register(cli: click.Group) -> None:
