@@ -274,6 +274,30 @@ def load(env: Mapping[str, str] | None = None, *, development: bool = False) -> 
     )
 
 
+# Development only (`callcenter serve`, `callcenter simulate-call`): well-known values so a
+# newcomer can run the service with no accounts. Never used by `callcenter web` or gunicorn.
+DEVELOPMENT_ACCOUNT_SID = "AC" + "0" * 32
+DEVELOPMENT_AUTH_TOKEN = "development-only-auth-token"  # noqa: S105 - loopback only, by design
+DEVELOPMENT_SECRET_KEY = "development-only-secret-key"  # noqa: S105
+DEVELOPMENT_PORT = 5000
+
+
+def development_env(env: Mapping[str, str], port: int = DEVELOPMENT_PORT) -> dict[str, str]:
+    """Fill in what a development run lacks; say which were filled."""
+    filled = dict(env)
+    defaults = {
+        "TWILIO_ACCOUNT_SID": DEVELOPMENT_ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": DEVELOPMENT_AUTH_TOKEN,
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "SECRET_KEY": DEVELOPMENT_SECRET_KEY,
+        "FALLBACK_NUMBER": "+37167000000",
+    }
+    for name, value in defaults.items():
+        if not (env.get(name) or "").strip():
+            filled[name] = value
+    return filled
+
+
 def for_web(settings: Settings) -> Settings:
     """Check what the web process needs: Twilio's token and the public address."""
     for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL"):

@@ -1,0 +1,104 @@
+"""Callback requests: a caller who could not be helped is called back by a due date.
+
+One request per caller per local day, not one per attempt. Due in
+`CALLBACK_WORKING_DAYS` working days by the company's Latvian calendar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from callcenter.calls import company_hours
+from callcenter.models import Call, CallbackRequest
+from callcenter.settings import Settings
+
+REASONS = ("after-hours", "missed", "abandoned", "requested")
+
+
+class CallbackError(ValueError):
+    """A callback change refused, with the reason to show."""
+
+
+def due_for(session: Session, settings: Settings, at: datetime) -> datetime:
+    return company_hours(session, settings, at).add_working_days(
+        at, settings.callback_working_days
+    )
+
+
+def request_callback(
+    session: Session,
+    settings: Settings,
+    *,
+    phone: str,
+    reason: str,
+    now: datetime,
+    call: Call | None = None,
+) -> CallbackRequest:
+    """Open (or keep) the caller's request for today and return it."""
+    if reason not in REASONS:
+        raise ValueError(f"unknown callback reason {reason!r}")
+    day = now.astimezone(settings.timezone).date()
+    existing = session.scalar(
+        select(CallbackRequest).where(
+            CallbackRequest.phone == phone, CallbackRequest.local_day == day
+        )
+    )
+    if existing is None:
+        request = CallbackRequest(
+            phone=phone,
+            local_day=day,
+            reason=reason,
+            requested_at=now,
+            due_at=due_for(session, settings, now),
+            status="open",
+            call_id=call.id if call else None,
+            line_id=call.line_id if call else None,
+        )
+        try:
+            with session.begin_nested():
+                session.add(request)
+            return request
+        except IntegrityError:
+            existing = session.scalar(
+                select(CallbackRequest).where(
+                    CallbackRequest.phone == phone, CallbackRequest.local_day == day
+                )
+            )
+            assert existing is not None
+    if existing.status == "done":
+        existing.status = "open"
+        existing.done_at = None
+        existing.due_at = due_for(session, settings, now)
+    if reason == "requested":
+        existing.reason = reason
+    return existing
+
+
+def list_callbacks(
+    session: Session, *, status: str | None = None, overdue_at: datetime | None = None
+) -> Sequence[CallbackRequest]:
+    query = select(CallbackRequest).order_by(CallbackRequest.due_at, CallbackRequest.id)
+    if status is not None:
+        query = query.where(CallbackRequest.status == status)
+    if overdue_at is not None:
+        query = query.where(CallbackRequest.status == "open", CallbackRequest.due_at < overdue_at)
+    return session.scalars(query).all()
+
+
+def mark_done(
+    session: Session, request_id: int, *, now: datetime, note: str | None = None
+) -> CallbackRequest:
+    request = session.get(CallbackRequest, request_id)
+    if request is None:
+        raise CallbackError(f"no callback request {request_id}")
+    if request.status == "done":
+        raise CallbackError(f"callback request {request_id} is already done")
+    request.status = "done"
+    request.done_at = now
+    request.note = note
+    return request

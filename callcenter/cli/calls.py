@@ -1,0 +1,112 @@
+"""`callcenter calls|callbacks ...`: the call log and callback requests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from sqlalchemy import select
+
+from callcenter import callbacks as callbacks_module
+from callcenter.cli.common import (
+    CliError,
+    emit,
+    json_option,
+    local_iso,
+    now,
+    parse_time,
+    unit_of_work,
+)
+from callcenter.models import Call, CallbackRequest, Staff
+
+
+def call_row(call: Call, answered_by: str | None) -> dict[str, Any]:
+    return {
+        "call_sid": call.call_sid,
+        "from": call.from_number,
+        "to": call.to_number,
+        "started_at": local_iso(call.started_at),
+        "outcome": call.outcome,
+        "answered_by": answered_by,
+        "as_substitute": call.as_substitute,
+        "intended": call.intended,
+        "routing": call.routing_note,
+        "notice": call.notice,
+        "ring_seconds": call.ring_seconds,
+        "talk_seconds": call.talk_seconds,
+    }
+
+
+@click.group()
+def calls() -> None:
+    """The call log."""
+
+
+@calls.command("list")
+@click.option("--since", help="ISO 8601; without an offset it is local time.")
+@json_option
+def calls_list(since: str | None, as_json: bool) -> None:
+    """List calls with their outcomes, oldest first."""
+    query = (
+        select(Call, Staff.key)
+        .outerjoin(Staff, Staff.id == Call.answered_by_id)
+        .order_by(Call.started_at, Call.id)
+    )
+    if since:
+        query = query.where(Call.started_at >= parse_time(since, "--since"))
+    with unit_of_work() as session:
+        rows = [call_row(call, key) for call, key in session.execute(query)]
+    emit(rows, as_json, ["call_sid", "from", "started_at", "outcome", "answered_by", "intended"])
+
+
+def callback_row(item: CallbackRequest) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "phone": item.phone,
+        "call_sid": item.call.call_sid if item.call else None,
+        "reason": item.reason,
+        "requested_at": local_iso(item.requested_at),
+        "due_at": local_iso(item.due_at),
+        "status": item.status,
+        "done_at": local_iso(item.done_at),
+        "note": item.note,
+    }
+
+
+@click.group()
+def callbacks() -> None:
+    """Callback requests from missed or after-hours calls."""
+
+
+@callbacks.command("list")
+@click.option("--overdue", is_flag=True, help="Only open requests past their due time.")
+@click.option("--all", "show_all", is_flag=True, help="Include done requests.")
+@json_option
+def callbacks_list(overdue: bool, show_all: bool, as_json: bool) -> None:
+    """List callback requests, soonest due first."""
+    with unit_of_work() as session:
+        items = callbacks_module.list_callbacks(
+            session,
+            status=None if show_all or overdue else "open",
+            overdue_at=now() if overdue else None,
+        )
+        rows = [callback_row(item) for item in items]
+    emit(rows, as_json, ["id", "phone", "reason", "due_at", "status"])
+
+
+@callbacks.command("done")
+@click.argument("request_id", type=int)
+@click.option("--note")
+def callbacks_done(request_id: int, note: str | None) -> None:
+    """Close a callback request."""
+    try:
+        with unit_of_work() as session:
+            callbacks_module.mark_done(session, request_id, now=now(), note=note)
+    except callbacks_module.CallbackError as exc:
+        raise CliError(str(exc)) from None
+    click.echo(f"callback request {request_id} done")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(calls)
+    cli.add_command(callbacks)

@@ -1,0 +1,174 @@
+"""`callcenter db|web|serve|scheduler|simulate-call`: processes and development tools."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import click
+import requests
+
+from callcenter import migrate, sample
+from callcenter import settings as settings_module
+from callcenter.cli.common import CliError, now, runtime
+from callcenter.runtime import Runtime
+from callcenter.simulate import Simulation, SimulationError
+
+
+@click.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema (Alembic)."""
+    migrate.upgrade(runtime().engine)
+    click.echo("database schema is up to date")
+
+
+@click.command("web")
+@click.option("--bind", default=lambda: f"0.0.0.0:{os.environ.get('PORT', '8000')}",
+              show_default="0.0.0.0:$PORT or 8000")
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
+def web(bind: str, workers: int) -> None:
+    """Serve the web app with gunicorn (the Procfile's web process)."""
+    from gunicorn.app.base import BaseApplication
+
+    from callcenter.app import create_app
+
+    settings = settings_module.for_web(runtime().settings)
+    app = create_app(settings)
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", bind)
+            self.cfg.set("workers", workers)
+            # Twilio waits 15 s at most; a request this slow is already lost.
+            self.cfg.set("timeout", 30)
+            self.cfg.set("accesslog", "-")
+            # No query strings are ours, and the path is enough: keep numbers out of logs.
+            self.cfg.set("access_log_format", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms')
+
+        def load(self) -> Any:
+            return app
+
+    Server().run()
+
+
+@click.command("scheduler")
+def scheduler() -> None:
+    """Run the timed jobs: ingestion, reconciliation, retention (the one scheduler process)."""
+    from retention.scheduler import run_scheduler
+
+    run_scheduler(runtime())
+
+
+def _development_runtime(port: int) -> Runtime:
+    env = settings_module.development_env(os.environ, port)
+    filled = sorted(k for k in env if k not in os.environ or not os.environ[k].strip())
+    if filled:
+        click.echo(f"development defaults for: {', '.join(filled)}", err=True)
+    return Runtime(settings_module.load(env, development=True))
+
+
+@click.command("serve")
+@click.option("--port", type=click.IntRange(1, 65535), default=settings_module.DEVELOPMENT_PORT,
+              show_default=True)
+@click.option("--demo/--no-demo", default=True, show_default=True,
+              help="Load the sample directory into an empty database and place sample calls.")
+@click.option("--scheduler/--no-scheduler", "with_scheduler", default=True, show_default=True)
+def serve(port: int, demo: bool, with_scheduler: bool) -> None:
+    """Run web and scheduler together on embedded defaults, for development."""
+    from werkzeug.serving import make_server
+
+    from callcenter.app import create_app
+
+    import logging
+
+    # The conversation is the point of the demo; per-request and migration lines drown it.
+    for name in ("werkzeug", "alembic", "webhooks"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    rt = _development_runtime(port)
+    migrate.upgrade(rt.engine)
+    if demo:
+        with rt.sessions.begin() as session:
+            if sample.load(session, now()):
+                click.echo("loaded the sample directory (callcenter staff list, line list)")
+    env = settings_module.development_env(os.environ, port)
+    children: list[subprocess.Popen[bytes]] = []
+    if with_scheduler:
+        children.append(
+            subprocess.Popen([sys.executable, "-m", "callcenter", "scheduler"], env=env)
+        )
+    server = make_server("127.0.0.1", port, create_app(runtime=rt), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    click.echo(f"serving on {base} (Ctrl-C stops)")
+    if demo:
+        _demo_calls(rt, base)
+    try:
+        while thread.is_alive():
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        for child in children:
+            child.terminate()
+            child.wait(timeout=10)
+
+
+def _demo_calls(rt: Runtime, base: str) -> None:
+    for title, to, outcomes, presses in (
+        ("A call to the direct line while Jānis is away", sample.SAMPLE_LINE_DIRECT, [], []),
+        ("A call to the department nobody answers; the caller asks to be called back",
+         sample.SAMPLE_LINE_DEPARTMENT, ["no-answer", "no-answer"], ["1"]),
+    ):
+        click.echo(f"\n== {title}")
+        simulation = Simulation(rt.settings, base, sample.SAMPLE_CALLER, to,
+                                dial_outcomes=list(outcomes), presses=list(presses))
+        try:
+            for line in simulation.run():
+                click.echo("  " + line)
+        except (SimulationError, requests.RequestException) as exc:
+            click.echo(f"  simulation failed: {exc}", err=True)
+    click.echo("\nmore: callcenter simulate-call --to +37167000001 --outcome no-answer --press 1")
+
+
+@click.command("simulate-call")
+@click.option("--to", "to_number", default=sample.SAMPLE_LINE_DIRECT, show_default=True)
+@click.option("--from", "from_number", default=sample.SAMPLE_CALLER, show_default=True)
+@click.option("--url", "base_url", help="Where the service listens (default: the dev server).")
+@click.option("--outcome", "outcomes", multiple=True,
+              type=click.Choice(["answered", "no-answer", "busy", "failed"]),
+              help="How each dial ends, in order (default: answered).")
+@click.option("--press", "presses", multiple=True, help="Keys pressed at each menu, in order.")
+def simulate_call(to_number: str, from_number: str, base_url: str | None,
+                  outcomes: tuple[str, ...], presses: tuple[str, ...]) -> None:
+    """Place a simulated call through the webhooks, signed as Twilio would; print it."""
+    env = dict(os.environ)
+    if not base_url:
+        env = settings_module.development_env(env)
+    settings = settings_module.load(env, development=not base_url)
+    target = base_url or settings.require("PUBLIC_BASE_URL")
+    simulation = Simulation(settings, target, from_number, to_number,
+                            dial_outcomes=list(outcomes), presses=list(presses))
+    try:
+        lines = simulation.run()
+    except requests.RequestException as exc:
+        raise CliError(f"cannot reach the service at {target}: {type(exc).__name__}") from None
+    except SimulationError as exc:
+        raise CliError(f"the service misbehaved: {exc}") from None
+    for line in lines:
+        click.echo(line)
+
+
+def register(cli: click.Group) -> None:
+    for command in (db, web, scheduler, serve, simulate_call):
+        cli.add_command(command)

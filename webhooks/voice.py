@@ -1,0 +1,190 @@
+"""The voice webhooks Twilio calls while a caller is on the line.
+
+Every route here answers TwiML, even when something inside fails: the caller hears an apology
+and the fallback (after the notice), never "an application error has occurred". Each view
+parses the form, calls one domain function in one short transaction, and renders.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+from twilio.twiml.voice_response import VoiceResponse
+
+from callcenter import calls, callbacks, phones, speech
+from callcenter.db import transaction, utcnow
+from callcenter.runtime import Runtime
+from webhooks import twiml
+from webhooks.security import MissingField, require, twilio_webhook
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("voice", __name__)
+
+
+def _runtime() -> Runtime:
+    return current_app.extensions["callcenter.runtime"]  # type: ignore[no-any-return]
+
+
+def _xml(response: VoiceResponse) -> Response:
+    return Response(str(response), status=200, mimetype="text/xml")
+
+
+def voice_route(view: Callable[..., VoiceResponse]) -> Callable[..., Response]:
+    """Render a view's TwiML; on any failure, apologise and fall back instead of a 500."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        try:
+            return _xml(view(*args, **kwargs))
+        except MissingField as exc:
+            return Response(str(exc), status=400, mimetype="text/plain")
+        except Exception:
+            log.exception("voice route %s failed; answering with the fallback", request.path)
+            return _xml(twiml.fallback(_runtime().settings, apology=True))
+
+    return wrapper
+
+
+def _check_account(form: dict[str, str]) -> None:
+    account = request.form.get("AccountSid")
+    expected = _runtime().settings.twilio_account_sid
+    if account and expected and account != expected:
+        raise MissingField(["AccountSid (not this account)"])
+
+
+@bp.post(twiml.VOICE)
+@twilio_webhook
+@voice_route
+def voice() -> VoiceResponse:
+    """A call arrives: the notice, then the dial; or the hours and a callback offer."""
+    form = require(request.form, "CallSid", "From", "To")
+    _check_account(form)
+    runtime = _runtime()
+    settings = runtime.settings
+    with transaction(runtime.sessions) as session:
+        answer = calls.start_call(
+            session,
+            settings,
+            call_sid=form["CallSid"],
+            from_number=form["From"],
+            to_number=form["To"],
+            now=utcnow(),
+        )
+    log.info("call %s from %s: %s", form["CallSid"], phones.mask(form["From"]), answer.kind)
+    return _render(answer, first_contact=True)
+
+
+def _render(answer: calls.Answer, *, first_contact: bool) -> VoiceResponse:
+    settings = _runtime().settings
+    if answer.kind == "connect":
+        return twiml.connect(
+            settings,
+            answer.legs,
+            with_notice=first_contact,
+            announcements=answer.announcements if first_contact else (),
+        )
+    if answer.kind == "unknown-line":
+        return twiml.fallback(settings, apology=False)
+    return twiml.callback_offer(settings, answer.message, caller_withheld=answer.caller_withheld)
+
+
+@bp.post(twiml.FALLBACK)
+@twilio_webhook
+@voice_route
+def fallback() -> VoiceResponse:
+    """Twilio's Fallback URL: the notice and the fallback number, touching no database."""
+    return twiml.fallback(_runtime().settings, apology=True)
+
+
+@bp.post(twiml.DIAL_COMPLETE)
+@twilio_webhook
+@voice_route
+def dial_complete() -> VoiceResponse:
+    """A dial ended: done if answered; otherwise the next target, then a callback offer."""
+    form = require(request.form, "CallSid", "DialCallStatus")
+    runtime = _runtime()
+    with transaction(runtime.sessions) as session:
+        call = calls.find_call(session, form["CallSid"])
+        if call is None:
+            log.warning("dial-complete for unknown call %s", form["CallSid"])
+            return twiml.callback_offer(
+                runtime.settings,
+                speech.NOBODY_AVAILABLE,
+                caller_withheld=phones.is_withheld(request.form.get("From")),
+            )
+        from callcenter import outcomes
+
+        outcomes.record_dial(session, call, dict(request.form), now=utcnow())
+        status = form["DialCallStatus"]
+        if status in ("completed", "answered"):
+            return twiml.hang_up()
+        if status == "canceled" or request.form.get("CallStatus") == "completed":
+            # The caller hung up: there is nobody left to speak to.
+            return twiml.hang_up()
+        answer = calls.next_step(session, runtime.settings, call, utcnow())
+    return _render(answer, first_contact=False)
+
+
+@bp.post(twiml.WHISPER)
+@twilio_webhook
+@voice_route
+def whisper() -> VoiceResponse:
+    """On the substitute's leg: say whose call it is, connect only on a key press of 1."""
+    form = require(request.form, "CallSid")
+    digits = request.form.get("Digits")
+    settings = _runtime().settings
+    if digits is not None:
+        return twiml.accept() if digits.strip() == "1" else twiml.say_and_hang_up(
+            speech.WHISPER_DECLINED
+        )
+    parent_sid = request.form.get("ParentCallSid", "")
+    to = request.form.get("To", "")
+    for_name = None
+    with transaction(_runtime().sessions) as session:
+        call = calls.find_call(session, parent_sid) if parent_sid else None
+        if call is not None:
+            for_name = calls.substitute_for(call, to)
+    if for_name is None:
+        log.warning("whisper for leg %s without a known parent call", form["CallSid"])
+        for_name = "klientu apkalpošanas dienestam"
+    return twiml.whisper_prompt(settings, for_name)
+
+
+@bp.post(twiml.CALLBACK_REQUEST)
+@twilio_webhook
+@voice_route
+def callback_request() -> VoiceResponse:
+    """The caller's answer to the callback offer: 1 = this number, 2 = key in another."""
+    form = require(request.form, "CallSid")
+    digits = (request.form.get("Digits") or "").strip().rstrip("#")
+    runtime = _runtime()
+    settings = runtime.settings
+    caller = request.form.get("From", "")
+    withheld = phones.is_withheld(caller)
+    if digits == "2" or (digits == "1" and withheld):
+        return twiml.enter_number(settings)
+    if digits == "1":
+        number = caller
+    elif len(digits) >= 8:
+        try:
+            number = phones.normalize(digits)
+        except phones.InvalidPhone:
+            return twiml.enter_number(settings, prefix=speech.BAD_NUMBER)
+    else:
+        return twiml.say_and_hang_up(speech.GOODBYE)
+    now = utcnow()
+    with transaction(runtime.sessions) as session:
+        call = calls.find_call(session, form["CallSid"])
+        request_row = callbacks.request_callback(
+            session, settings, phone=number, reason="requested", now=now, call=call
+        )
+        if call is not None:
+            calls.mark_callback_requested(call)
+        due = request_row.due_at
+    log.info("callback requested on call %s for %s", form["CallSid"], phones.mask(number))
+    return twiml.say_and_hang_up(speech.callback_confirmed(due.astimezone(settings.timezone)))
