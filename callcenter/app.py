@@ -26,10 +26,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.extensions["callcenter.runtime"] = runtime
 
     from webhooks.recordings import bp as recordings_bp
+    from webhooks.status import bp as status_bp
     from webhooks.voice import bp as voice_bp
 
     app.register_blueprint(voice_bp)
     app.register_blueprint(recordings_bp)
+    app.register_blueprint(status_bp)
 
     @app.get("/healthz")
     def healthz() -> Any:
