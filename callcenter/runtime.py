@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from callcenter.db import make_engine, make_sessionmaker
+from callcenter.db import make_engine, make_sessionmaker, utcnow
 from callcenter.settings import Settings
 
 if TYPE_CHECKING:
@@ -23,6 +25,11 @@ class Runtime:
 
     settings: Settings
     _engine: Engine | None = field(default=None, repr=False)
+    # The time source; tests put the service at an exact instant by replacing it.
+    clock: Callable[[], datetime] = field(default=utcnow, repr=False)
+
+    def now(self) -> datetime:
+        return self.clock()
 
     @cached_property
     def engine(self) -> Engine:

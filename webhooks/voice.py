@@ -16,7 +16,7 @@ from flask import Blueprint, Response, current_app, request
 from twilio.twiml.voice_response import VoiceResponse
 
 from callcenter import calls, callbacks, phones, speech
-from callcenter.db import transaction, utcnow
+from callcenter.db import transaction
 from callcenter.runtime import Runtime
 from webhooks import twiml
 from webhooks.security import MissingField, require, twilio_webhook
@@ -73,7 +73,7 @@ def voice() -> VoiceResponse:
             call_sid=form["CallSid"],
             from_number=form["From"],
             to_number=form["To"],
-            now=utcnow(),
+            now=runtime.now(),
         )
     log.info("call %s from %s: %s", form["CallSid"], phones.mask(form["From"]), answer.kind)
     return _render(answer, first_contact=True)
@@ -119,14 +119,14 @@ def dial_complete() -> VoiceResponse:
             )
         from callcenter import outcomes
 
-        outcomes.record_dial(session, call, dict(request.form), now=utcnow())
+        outcomes.record_dial(session, call, dict(request.form), now=runtime.now())
         status = form["DialCallStatus"]
         if status in ("completed", "answered"):
             return twiml.hang_up()
         if status == "canceled" or request.form.get("CallStatus") == "completed":
             # The caller hung up: there is nobody left to speak to.
             return twiml.hang_up()
-        answer = calls.next_step(session, runtime.settings, call, utcnow())
+        answer = calls.next_step(session, runtime.settings, call, runtime.now())
     return _render(answer, first_contact=False)
 
 
@@ -177,7 +177,7 @@ def callback_request() -> VoiceResponse:
             return twiml.enter_number(settings, prefix=speech.BAD_NUMBER)
     else:
         return twiml.say_and_hang_up(speech.GOODBYE)
-    now = utcnow()
+    now = runtime.now()
     with transaction(runtime.sessions) as session:
         call = calls.find_call(session, form["CallSid"])
         request_row = callbacks.request_callback(
