@@ -25,9 +25,7 @@ class CallbackError(ValueError):
 
 
 def due_for(session: Session, settings: Settings, at: datetime) -> datetime:
-    return company_hours(session, settings, at).add_working_days(
-        at, settings.callback_working_days
-    )
+    return company_hours(session, settings, at).add_working_days(at, settings.callback_working_days)
 
 
 def request_callback(

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from callcenter import directory, phones, speech
-from callcenter.hours import LatvianCalendar, WorkingHours, parse_hours, DEFAULT_HOURS
+from callcenter.hours import DEFAULT_HOURS, LatvianCalendar, WorkingHours, parse_hours
 from callcenter.models import Call, Line
 from callcenter.routing import Plan, Step, find_line, plan_for_line
 from callcenter.settings import Settings
@@ -42,7 +42,9 @@ class Answer:
 def working_hours(session: Session, settings: Settings, spec: str, now: datetime) -> WorkingHours:
     """Build a line's hours with the changes announced around `now`."""
     today = now.astimezone(settings.timezone).date()
-    changes = directory.hours_changes(session, today - timedelta(days=1), today + timedelta(days=22))
+    changes = directory.hours_changes(
+        session, today - timedelta(days=1), today + timedelta(days=22)
+    )
     return WorkingHours(
         parse_hours(spec), LatvianCalendar(settings.moved_days_off), settings.timezone, changes
     )
@@ -60,15 +62,17 @@ def notice_label(settings: Settings) -> str:
     return "say:" + ",".join(item.language for item in settings.notice_languages)
 
 
-def _answer_for(session: Session, settings: Settings, call: Call, line: Line | None,
-                now: datetime) -> Answer:
+def _answer_for(
+    session: Session, settings: Settings, call: Call, line: Line | None, now: datetime
+) -> Answer:
     withheld = phones.is_withheld(call.from_number)
     if line is None:
         return Answer("unknown-line", caller_withheld=withheld)
     hours = working_hours(session, settings, line.hours, now)
     if call.after_hours:
         return Answer(
-            "closed", message=speech.after_hours_message(hours, call.started_at),
+            "closed",
+            message=speech.after_hours_message(hours, call.started_at),
             caller_withheld=withheld,
         )
     steps = Plan.steps_from_json(call.plan)

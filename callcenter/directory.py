@@ -75,7 +75,11 @@ def add_staff(
     if session.scalar(select(Staff.id).where(Staff.key == key)) is not None:
         raise DirectoryError(f"staff member {key!r} already exists")
     staff = Staff(
-        key=key, name=name.strip(), phone=_phone(phone), email=email, position=position,
+        key=key,
+        name=name.strip(),
+        phone=_phone(phone),
+        email=email,
+        position=position,
         active=True,
     )
     session.add(staff)

@@ -192,8 +192,8 @@ class WorkingHours:
         """Return the opening intervals of one local date, and why."""
         change = self.changes.get(day)
         if change is not None:
-            intervals = (change.interval,) if change.interval else ()
-            return DayPlan(day, intervals, "change", message=change.message)
+            changed = (change.interval,) if change.interval else ()
+            return DayPlan(day, changed, "change", message=change.message)
         holiday = self.calendar.holiday_name(day)
         if holiday is not None:
             return DayPlan(day, (), "holiday", holiday_name=holiday)
@@ -204,12 +204,12 @@ class WorkingHours:
         replaced = self.calendar.worked_saturday_for(day)
         if replaced is not None:
             weekday, reason = replaced.weekday(), "worked-saturday"
-        intervals = self.weekly.intervals(weekday)
+        intervals: tuple[tuple[time, time], ...] = self.weekly.intervals(weekday)
         tomorrow = self.calendar.holiday_name(day + timedelta(days=1))
         if intervals and tomorrow is not None:
-            *head, (opens, closes) = intervals
+            head, (opens, closes) = intervals[:-1], intervals[-1]
             shorter = (datetime.combine(day, closes) - PRE_HOLIDAY_SHORTENING).time()
-            intervals = (*head, (opens, shorter)) if shorter > opens else tuple(head)
+            intervals = (*head, (opens, shorter)) if shorter > opens else head
             reason = "pre-holiday"
         return DayPlan(day, intervals, reason)
 

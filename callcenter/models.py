@@ -138,7 +138,7 @@ class Call(Base):
     # The person or group the line is meant to reach, as "staff:KEY" or "group:KEY".
     intended: Mapped[str | None] = mapped_column(String(60))
     # Who was dialled, in order, and why: [{"staff": KEY, "for": KEY|None, "reason": ...}, ...].
-    plan: Mapped[list[dict[str, Any]]] = mapped_column(JSONText, default=list)
+    plan: Mapped[list[list[dict[str, Any]]]] = mapped_column(JSONText, default=list)
     # Index into `plan` of the step being dialled (sequential groups advance it).
     step: Mapped[int] = mapped_column(Integer, default=0)
     routing_note: Mapped[str | None] = mapped_column(Text)

@@ -8,8 +8,20 @@ import phonenumbers
 DEFAULT_REGION = "LV"
 
 # How Twilio presents a withheld caller ID; there is nobody to call back.
-WITHHELD = frozenset({"", "anonymous", "restricted", "unknown", "private", "+266696687",
-                      "+86282452253", "+7378742833", "+2562533", "+8656696"})
+WITHHELD = frozenset(
+    {
+        "",
+        "anonymous",
+        "restricted",
+        "unknown",
+        "private",
+        "+266696687",
+        "+86282452253",
+        "+7378742833",
+        "+2562533",
+        "+8656696",
+    }
+)
 
 
 class InvalidPhone(ValueError):

@@ -21,23 +21,40 @@ def load(session: Session, now: datetime) -> bool:
     if session.scalar(select(func.count()).select_from(Staff)):
         return False
     directory.add_staff(
-        session, "jberzins", name="Jānis Bērziņš", phone="+37120000001",
+        session,
+        "jberzins",
+        name="Jānis Bērziņš",
+        phone="+37120000001",
         position="abonentu daļas vadītājs",
     )
-    directory.add_staff(session, "lozola", name="Līga Ozola", phone="+37120000002",
-                        position="klientu konsultante")
-    directory.add_staff(session, "akalnins", name="Andris Kalniņš", phone="+37120000003",
-                        position="klientu konsultants")
+    directory.add_staff(
+        session, "lozola", name="Līga Ozola", phone="+37120000002", position="klientu konsultante"
+    )
+    directory.add_staff(
+        session,
+        "akalnins",
+        name="Andris Kalniņš",
+        phone="+37120000003",
+        position="klientu konsultants",
+    )
     directory.add_group(
-        session, "abonenti", name="Abonentu daļa", members=["lozola", "akalnins"],
+        session,
+        "abonenti",
+        name="Abonentu daļa",
+        members=["lozola", "akalnins"],
         strategy="sequential",
     )
     directory.add_line(session, SAMPLE_LINE_DEPARTMENT, target="group:abonenti")
     # The direct line always answers, so the sample shows a substitute at any hour.
-    directory.add_line(session, SAMPLE_LINE_DIRECT, target="staff:jberzins", hours="always",
-                       overflow="abonenti")
+    directory.add_line(
+        session, SAMPLE_LINE_DIRECT, target="staff:jberzins", hours="always", overflow="abonenti"
+    )
     directory.add_absence(
-        session, "jberzins", starts_at=now - timedelta(hours=1), ends_at=now + timedelta(days=14),
-        substitute_key="lozola", note="atvaļinājums",
+        session,
+        "jberzins",
+        starts_at=now - timedelta(hours=1),
+        ends_at=now + timedelta(days=14),
+        substitute_key="lozola",
+        note="atvaļinājums",
     )
     return True

@@ -178,7 +178,7 @@ def _notice_languages(env: Mapping[str, str]) -> tuple[NoticeLanguage, ...]:
     lv_text = _text(env, "NOTICE_TEXT_LV") or DEFAULT_NOTICE_LV
     result = [NoticeLanguage("lv-LV", lv_text)]
     raw = _text(env, "NOTICE_LANGUAGES")
-    for code in (raw.split(",") if raw else []):
+    for code in raw.split(",") if raw else []:
         code = code.strip()
         if not code:
             continue
@@ -217,7 +217,9 @@ def load(env: Mapping[str, str] | None = None, *, development: bool = False) -> 
         if not urlsplit(recordings_url).netloc:
             raise SettingsError("RECORDINGS_URL", "s3:// needs a bucket, like s3://bucket/prefix")
     else:
-        raise SettingsError("RECORDINGS_URL", f"must be file:PATH or s3://bucket/prefix, got {recordings_url!r}")
+        raise SettingsError(
+            "RECORDINGS_URL", f"must be file:PATH or s3://bucket/prefix, got {recordings_url!r}"
+        )
 
     account_sid = _text(env, "TWILIO_ACCOUNT_SID")
     if account_sid is not None and not _ACCOUNT_SID.match(account_sid):
@@ -237,7 +239,9 @@ def load(env: Mapping[str, str] | None = None, *, development: bool = False) -> 
     try:
         timezone = ZoneInfo(tz_name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise SettingsError("CALLCENTER_TIMEZONE", f"is not a known time zone: {tz_name!r}") from None
+        raise SettingsError(
+            "CALLCENTER_TIMEZONE", f"is not a known time zone: {tz_name!r}"
+        ) from None
 
     fallback = _text(env, "FALLBACK_NUMBER")
     sse = _text(env, "S3_SERVER_SIDE_ENCRYPTION")

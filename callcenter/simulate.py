@@ -117,9 +117,8 @@ class Simulation:
         answered_by = None
         if outcome == "answered":
             for number in numbers:
-                if number.get("url"):
-                    if not self._whisper(number):
-                        continue
+                if number.get("url") and not self._whisper(number):
+                    continue
                 answered_by = number.text
                 break
             if answered_by is None:

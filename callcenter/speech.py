@@ -81,8 +81,10 @@ def changes_announcement(hours: WorkingHours, now: datetime) -> list[str]:
         when += MONTHS_LOCATIVE[change.day.month - 1]
         if change.interval:
             opens, closes = change.interval
-            result.append(f"{when.capitalize()} strādāsim no {clock(opens)} līdz {clock(closes)}. "
-                          f"{change.message or ''}".strip())
+            result.append(
+                f"{when.capitalize()} strādāsim no {clock(opens)} līdz {clock(closes)}. "
+                f"{change.message or ''}".strip()
+            )
         else:
             result.append(f"{when.capitalize()} nestrādāsim. {change.message or ''}".strip())
     return [text for text in result if text]

@@ -31,7 +31,7 @@ class MissingField(Exception):
 
 
 def settings() -> Settings:
-    return current_app.extensions["callcenter.runtime"].settings  # type: ignore[no-any-return]
+    return current_app.extensions["callcenter.runtime"].settings
 
 
 def signed_url(path: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 from twilio.twiml.voice_response import VoiceResponse
 
-from callcenter import calls, callbacks, phones, speech
+from callcenter import callbacks, calls, phones, speech
 from callcenter.db import transaction
 from callcenter.runtime import Runtime
 from webhooks import twiml
@@ -27,7 +27,7 @@ bp = Blueprint("voice", __name__)
 
 
 def _runtime() -> Runtime:
-    return current_app.extensions["callcenter.runtime"]  # type: ignore[no-any-return]
+    return current_app.extensions["callcenter.runtime"]
 
 
 def _xml(response: VoiceResponse) -> Response:
@@ -139,8 +139,10 @@ def whisper() -> VoiceResponse:
     digits = request.form.get("Digits")
     settings = _runtime().settings
     if digits is not None:
-        return twiml.accept() if digits.strip() == "1" else twiml.say_and_hang_up(
-            speech.WHISPER_DECLINED
+        return (
+            twiml.accept()
+            if digits.strip() == "1"
+            else twiml.say_and_hang_up(speech.WHISPER_DECLINED)
         )
     parent_sid = request.form.get("ParentCallSid", "")
     to = request.form.get("To", "")

@@ -35,7 +35,7 @@ def runtime() -> Runtime:
     if "runtime" not in root.obj:
         root.obj["runtime"] = Runtime(settings_module.load())
         root.call_on_close(root.obj["runtime"].close)
-    return root.obj["runtime"]  # type: ignore[no-any-return]
+    return root.obj["runtime"]
 
 
 @contextmanager

@@ -177,7 +177,11 @@ def absence_add(key: str, start: str, end: str, substitute: str, note: str | Non
     starts_at, ends_at = parse_time(start, "--start"), parse_time(end, "--end")
     with _refusals() as session:
         added = directory.add_absence(
-            session, key, starts_at=starts_at, ends_at=ends_at, substitute_key=substitute,
+            session,
+            key,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            substitute_key=substitute,
             note=note,
         )
         click.echo(f"absence {added.id}: {key} away, {substitute} substitutes")

@@ -32,8 +32,11 @@ def db_upgrade() -> None:
 
 
 @click.command("web")
-@click.option("--bind", default=lambda: f"0.0.0.0:{os.environ.get('PORT', '8000')}",
-              show_default="0.0.0.0:$PORT or 8000")
+@click.option(
+    "--bind",
+    default=lambda: f"0.0.0.0:{os.environ.get('PORT', '8000')}",
+    show_default="0.0.0.0:$PORT or 8000",
+)
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
 def web(bind: str, workers: int) -> None:
     """Serve the web app with gunicorn (the Procfile's web process)."""
@@ -44,7 +47,7 @@ def web(bind: str, workers: int) -> None:
     settings = settings_module.for_web(runtime().settings)
     app = create_app(settings)
 
-    class Server(BaseApplication):  # type: ignore[misc]
+    class Server(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", bind)
             self.cfg.set("workers", workers)
@@ -77,18 +80,26 @@ def _development_runtime(port: int) -> Runtime:
 
 
 @click.command("serve")
-@click.option("--port", type=click.IntRange(1, 65535), default=settings_module.DEVELOPMENT_PORT,
-              show_default=True)
-@click.option("--demo/--no-demo", default=True, show_default=True,
-              help="Load the sample directory into an empty database and place sample calls.")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=settings_module.DEVELOPMENT_PORT,
+    show_default=True,
+)
+@click.option(
+    "--demo/--no-demo",
+    default=True,
+    show_default=True,
+    help="Load the sample directory into an empty database and place sample calls.",
+)
 @click.option("--scheduler/--no-scheduler", "with_scheduler", default=True, show_default=True)
 def serve(port: int, demo: bool, with_scheduler: bool) -> None:
     """Run web and scheduler together on embedded defaults, for development."""
+    import logging
+
     from werkzeug.serving import make_server
 
     from callcenter.app import create_app
-
-    import logging
 
     # The conversation is the point of the demo; per-request and migration lines drown it.
     for name in ("werkzeug", "alembic", "webhooks"):
@@ -127,12 +138,22 @@ def serve(port: int, demo: bool, with_scheduler: bool) -> None:
 def _demo_calls(rt: Runtime, base: str) -> None:
     for title, to, outcomes, presses in (
         ("A call to the direct line while Jānis is away", sample.SAMPLE_LINE_DIRECT, [], []),
-        ("A call to the department nobody answers; the caller asks to be called back",
-         sample.SAMPLE_LINE_DEPARTMENT, ["no-answer", "no-answer"], ["1"]),
+        (
+            "A call to the department nobody answers; the caller asks to be called back",
+            sample.SAMPLE_LINE_DEPARTMENT,
+            ["no-answer", "no-answer"],
+            ["1"],
+        ),
     ):
         click.echo(f"\n== {title}")
-        simulation = Simulation(rt.settings, base, sample.SAMPLE_CALLER, to,
-                                dial_outcomes=list(outcomes), presses=list(presses))
+        simulation = Simulation(
+            rt.settings,
+            base,
+            sample.SAMPLE_CALLER,
+            to,
+            dial_outcomes=list(outcomes),
+            presses=list(presses),
+        )
         try:
             for line in simulation.run():
                 click.echo("  " + line)
@@ -145,20 +166,35 @@ def _demo_calls(rt: Runtime, base: str) -> None:
 @click.option("--to", "to_number", default=sample.SAMPLE_LINE_DIRECT, show_default=True)
 @click.option("--from", "from_number", default=sample.SAMPLE_CALLER, show_default=True)
 @click.option("--url", "base_url", help="Where the service listens (default: the dev server).")
-@click.option("--outcome", "outcomes", multiple=True,
-              type=click.Choice(["answered", "no-answer", "busy", "failed"]),
-              help="How each dial ends, in order (default: answered).")
+@click.option(
+    "--outcome",
+    "outcomes",
+    multiple=True,
+    type=click.Choice(["answered", "no-answer", "busy", "failed"]),
+    help="How each dial ends, in order (default: answered).",
+)
 @click.option("--press", "presses", multiple=True, help="Keys pressed at each menu, in order.")
-def simulate_call(to_number: str, from_number: str, base_url: str | None,
-                  outcomes: tuple[str, ...], presses: tuple[str, ...]) -> None:
+def simulate_call(
+    to_number: str,
+    from_number: str,
+    base_url: str | None,
+    outcomes: tuple[str, ...],
+    presses: tuple[str, ...],
+) -> None:
     """Place a simulated call through the webhooks, signed as Twilio would; print it."""
     env = dict(os.environ)
     if not base_url:
         env = settings_module.development_env(env)
     settings = settings_module.load(env, development=not base_url)
     target = base_url or settings.require("PUBLIC_BASE_URL")
-    simulation = Simulation(settings, target, from_number, to_number,
-                            dial_outcomes=list(outcomes), presses=list(presses))
+    simulation = Simulation(
+        settings,
+        target,
+        from_number,
+        to_number,
+        dial_outcomes=list(outcomes),
+        presses=list(presses),
+    )
     try:
         lines = simulation.run()
     except requests.RequestException as exc:

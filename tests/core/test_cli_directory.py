@@ -15,16 +15,33 @@ Cli = Callable[..., Result]
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-        env: dict[str, str]) -> Cli:
+def cli(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> Cli:
     return lambda *args, **kw: run(capsys, monkeypatch, env, *args, **kw)
 
 
 @pytest.fixture
 def people(cli: Cli) -> None:
-    assert cli("staff", "add", "jberzins", "--name", "Jānis Bērziņš", "--phone", "20000001").code == 0
-    assert cli("staff", "add", "lozola", "--name", "Līga Ozola", "--phone", "+371 2000 0002",
-               "--email", "liga@example.lv", "--position", "konsultante").code == 0
+    assert (
+        cli("staff", "add", "jberzins", "--name", "Jānis Bērziņš", "--phone", "20000001").code == 0
+    )
+    assert (
+        cli(
+            "staff",
+            "add",
+            "lozola",
+            "--name",
+            "Līga Ozola",
+            "--phone",
+            "+371 2000 0002",
+            "--email",
+            "liga@example.lv",
+            "--position",
+            "konsultante",
+        ).code
+        == 0
+    )
     assert cli("staff", "add", "akalnins", "--name", "Andris", "--phone", "20000003").code == 0
 
 
@@ -40,7 +57,10 @@ def refused(result: Result, *words: str) -> None:
 def test_staff_added_with_numbers_normalised_to_e164(people: None, cli: Cli) -> None:
     rows = cli("staff", "list", "--json").json()
     assert [(r["key"], r["phone"]) for r in rows] == [
-        ("akalnins", "+37120000003"), ("jberzins", "+37120000001"), ("lozola", "+37120000002")]
+        ("akalnins", "+37120000003"),
+        ("jberzins", "+37120000001"),
+        ("lozola", "+37120000002"),
+    ]
     assert rows[2]["email"] == "liga@example.lv"
 
 
@@ -50,25 +70,79 @@ def test_staff_added_with_numbers_normalised_to_e164(people: None, cli: Cli) -> 
         (("staff", "add", "x1", "--name", "X", "--phone", "123"), ("phone",)),
         (("staff", "add", "Bad Key", "--name", "X", "--phone", "20000009"), ("key",)),
         (("staff", "add", "jberzins", "--name", "X", "--phone", "20000009"), ("already exists",)),
-        (("staff", "add", "xx", "--name", "X", "--phone", "20000009", "--email", "nope"),
-         ("e-mail",)),
+        (
+            ("staff", "add", "xx", "--name", "X", "--phone", "20000009", "--email", "nope"),
+            ("e-mail",),
+        ),
         (("staff", "add", "xx", "--phone", "20000009"), ("--name",)),
         (("group", "add", "grp", "--name", "G", "--members", "nobody"), ("nobody",)),
-        (("group", "add", "gg", "--name", "G", "--members", "lozola", "--strategy", "random"),
-         ("random",)),
+        (
+            ("group", "add", "gg", "--name", "G", "--members", "lozola", "--strategy", "random"),
+            ("random",),
+        ),
         (("line", "add", "+37167000001", "--target", "staff:ghost"), ("ghost",)),
         (("line", "add", "+37167000001", "--target", "lozola"), ("staff:KEY",)),
-        (("line", "add", "+37167000001", "--target", "staff:lozola", "--hours", "mon 9-5"),
-         ("--hours",)),
+        (
+            ("line", "add", "+37167000001", "--target", "staff:lozola", "--hours", "mon 9-5"),
+            ("--hours",),
+        ),
         (("line", "add", "67", "--target", "staff:lozola"), ("phone",)),
-        (("absence", "add", "jberzins", "--start", "2026-12-01", "--end", "2026-11-01",
-          "--substitute", "lozola"), ("after",)),
-        (("absence", "add", "jberzins", "--start", "2026-12-01", "--end", "2026-12-05",
-          "--substitute", "jberzins"), ("themselves",)),
-        (("absence", "add", "jberzins", "--start", "2026-12-01", "--end", "2026-12-05",
-          "--substitute", "ghost"), ("ghost",)),
-        (("absence", "add", "jberzins", "--start", "someday", "--end", "2026-12-05",
-          "--substitute", "lozola"), ("--start",)),
+        (
+            (
+                "absence",
+                "add",
+                "jberzins",
+                "--start",
+                "2026-12-01",
+                "--end",
+                "2026-11-01",
+                "--substitute",
+                "lozola",
+            ),
+            ("after",),
+        ),
+        (
+            (
+                "absence",
+                "add",
+                "jberzins",
+                "--start",
+                "2026-12-01",
+                "--end",
+                "2026-12-05",
+                "--substitute",
+                "jberzins",
+            ),
+            ("themselves",),
+        ),
+        (
+            (
+                "absence",
+                "add",
+                "jberzins",
+                "--start",
+                "2026-12-01",
+                "--end",
+                "2026-12-05",
+                "--substitute",
+                "ghost",
+            ),
+            ("ghost",),
+        ),
+        (
+            (
+                "absence",
+                "add",
+                "jberzins",
+                "--start",
+                "someday",
+                "--end",
+                "2026-12-05",
+                "--substitute",
+                "lozola",
+            ),
+            ("--start",),
+        ),
         (("absence", "cancel", "999"), ("999",)),
         (("absence", "cancel", "abc"), ("abc",)),
         (("hours", "set", "2026-12-31"), ("--closed",)),
@@ -87,21 +161,82 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(
 
 def test_inactive_substitute_and_overlapping_absences_are_refused(people: None, cli: Cli) -> None:
     assert cli("staff", "deactivate", "akalnins").code == 0
-    refused(cli("absence", "add", "jberzins", "--start", "2026-12-01T08:00",
-                "--end", "2026-12-05T17:00", "--substitute", "akalnins"), "not active")
-    assert cli("absence", "add", "jberzins", "--start", "2026-12-01T08:00",
-               "--end", "2026-12-05T17:00", "--substitute", "lozola").code == 0
-    refused(cli("absence", "add", "jberzins", "--start", "2026-12-05T16:00",
-                "--end", "2026-12-09T17:00", "--substitute", "lozola"), "already has absence")
+    refused(
+        cli(
+            "absence",
+            "add",
+            "jberzins",
+            "--start",
+            "2026-12-01T08:00",
+            "--end",
+            "2026-12-05T17:00",
+            "--substitute",
+            "akalnins",
+        ),
+        "not active",
+    )
+    assert (
+        cli(
+            "absence",
+            "add",
+            "jberzins",
+            "--start",
+            "2026-12-01T08:00",
+            "--end",
+            "2026-12-05T17:00",
+            "--substitute",
+            "lozola",
+        ).code
+        == 0
+    )
+    refused(
+        cli(
+            "absence",
+            "add",
+            "jberzins",
+            "--start",
+            "2026-12-05T16:00",
+            "--end",
+            "2026-12-09T17:00",
+            "--substitute",
+            "lozola",
+        ),
+        "already has absence",
+    )
     # Back to back is not overlapping: the first ends as the second starts.
-    assert cli("absence", "add", "jberzins", "--start", "2026-12-05T17:00",
-               "--end", "2026-12-09T17:00", "--substitute", "lozola").code == 0
+    assert (
+        cli(
+            "absence",
+            "add",
+            "jberzins",
+            "--start",
+            "2026-12-05T17:00",
+            "--end",
+            "2026-12-09T17:00",
+            "--substitute",
+            "lozola",
+        ).code
+        == 0
+    )
 
 
 def test_absence_local_time_is_riga_and_listed_with_offset(people: None, cli: Cli) -> None:
-    assert cli("absence", "add", "jberzins", "--start", "2030-07-01T08:00",
-               "--end", "2030-07-14T17:00+03:00", "--substitute", "lozola",
-               "--note", "atvaļinājums").code == 0
+    assert (
+        cli(
+            "absence",
+            "add",
+            "jberzins",
+            "--start",
+            "2030-07-01T08:00",
+            "--end",
+            "2030-07-14T17:00+03:00",
+            "--substitute",
+            "lozola",
+            "--note",
+            "atvaļinājums",
+        ).code
+        == 0
+    )
     rows = cli("absence", "list", "--json").json()
     assert rows[0]["start"] == "2030-07-01T08:00:00+03:00"
     assert rows[0]["end"] == "2030-07-14T17:00:00+03:00"
@@ -112,20 +247,49 @@ def test_absence_local_time_is_riga_and_listed_with_offset(people: None, cli: Cl
 
 
 def test_groups_lines_and_hours_changes(people: None, cli: Cli) -> None:
-    assert cli("group", "add", "abonenti", "--name", "Abonenti", "--members",
-               "lozola,akalnins", "--strategy", "simultaneous").code == 0
+    assert (
+        cli(
+            "group",
+            "add",
+            "abonenti",
+            "--name",
+            "Abonenti",
+            "--members",
+            "lozola,akalnins",
+            "--strategy",
+            "simultaneous",
+        ).code
+        == 0
+    )
     assert cli("line", "add", "67000001", "--target", "group:abonenti").code == 0
-    assert cli("line", "add", "+37167000002", "--target", "staff:jberzins", "--hours", "always",
-               "--overflow", "abonenti").code == 0
+    assert (
+        cli(
+            "line",
+            "add",
+            "+37167000002",
+            "--target",
+            "staff:jberzins",
+            "--hours",
+            "always",
+            "--overflow",
+            "abonenti",
+        ).code
+        == 0
+    )
     lines = cli("line", "list", "--json").json()
     assert lines == [
-        {"number": "+37167000001", "target": "group:abonenti",
-         "hours": "mon-thu 08:00-17:00, fri 08:00-15:30"},
+        {
+            "number": "+37167000001",
+            "target": "group:abonenti",
+            "hours": "mon-thu 08:00-17:00, fri 08:00-15:30",
+        },
         {"number": "+37167000002", "target": "staff:jberzins", "hours": "always"},
     ]
     groups = cli("group", "list", "--json").json()
     assert groups[0]["members"] == ["lozola", "akalnins"]
-    assert cli("hours", "set", "2099-12-31", "--hours", "08:00-12:00", "--message", "Īsāk").code == 0
+    assert (
+        cli("hours", "set", "2099-12-31", "--hours", "08:00-12:00", "--message", "Īsāk").code == 0
+    )
     assert cli("hours", "set", "2099-12-30", "--closed").code == 0
     assert [c["hours"] for c in cli("hours", "list", "--json").json()] == ["closed", "08:00-12:00"]
     assert cli("hours", "remove", "2099-12-30").code == 0

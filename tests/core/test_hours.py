@@ -27,8 +27,16 @@ def local(*args: int) -> datetime:
 
 @pytest.mark.parametrize(
     "spec",
-    ["", "mon 8-17", "mon-thu 08:00-17:00,", "xyz 08:00-17:00", "fri-mon 08:00-17:00",
-     "mon 17:00-08:00", "mon 25:00-26:00", "mon 08:00-12:00, mon 11:00-13:00"],
+    [
+        "",
+        "mon 8-17",
+        "mon-thu 08:00-17:00,",
+        "xyz 08:00-17:00",
+        "fri-mon 08:00-17:00",
+        "mon 17:00-08:00",
+        "mon 25:00-26:00",
+        "mon 08:00-12:00, mon 11:00-13:00",
+    ],
 )
 def test_bad_specs_are_refused(spec: str) -> None:
     with pytest.raises(HoursSpecError):
@@ -106,7 +114,9 @@ def test_one_off_change_overrides_the_calendar() -> None:
     assert not line.is_open(local(2026, 11, 25, 9, 0))
     assert not line.is_open(local(2026, 11, 26, 10, 0))
     assert [c.day for c in line.upcoming_changes(local(2026, 11, 23, 10))] == [
-        date(2026, 11, 25), date(2026, 11, 26)]
+        date(2026, 11, 25),
+        date(2026, 11, 26),
+    ]
 
 
 def test_always_is_never_closed_even_on_holidays() -> None:

@@ -66,8 +66,9 @@ def test_malformed_setting_is_named(name: str, value: str) -> None:
     assert expected in message
 
 
-@pytest.mark.parametrize("missing", ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL",
-                                     "SECRET_KEY"])
+@pytest.mark.parametrize(
+    "missing", ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL", "SECRET_KEY"]
+)
 def test_web_process_requires_twilio_and_public_address(missing: str) -> None:
     env = {k: v for k, v in GOOD.items() if k != missing}
     with pytest.raises(SettingsError, match=missing):
@@ -88,8 +89,14 @@ def test_further_notice_languages_follow_latvian() -> None:
 )
 def test_process_stops_with_one_line_not_a_traceback(command: list[str], tmp_path) -> None:  # type: ignore[no-untyped-def]
     env = {"PATH": "/usr/bin:/bin", "RETENTION_MONTHS": "lots", "HOME": str(tmp_path)}
-    result = subprocess.run([sys.executable, *command], env=env, capture_output=True, text=True,
-                            cwd=tmp_path, timeout=60)
+    result = subprocess.run(
+        [sys.executable, *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == ["callcenter: setting RETENTION_MONTHS: must be a whole number, got 'lots'"]

@@ -30,10 +30,20 @@ def staffed(sessions: sessionmaker[Session]) -> None:
         directory.add_staff(session, "lozola", name="Līga <Ozola> & Co", phone="20000002")
         directory.add_staff(session, "akalnins", name="Andris Kalniņš", phone="20000003")
         directory.add_staff(session, "ipetersone", name="Ilze Pētersone", phone="20000004")
-        directory.add_group(session, "abonenti", name="Abonenti",
-                            members=["lozola", "akalnins"], strategy="sequential")
-        directory.add_group(session, "visi", name="Visi",
-                            members=["akalnins", "ipetersone"], strategy="simultaneous")
+        directory.add_group(
+            session,
+            "abonenti",
+            name="Abonenti",
+            members=["lozola", "akalnins"],
+            strategy="sequential",
+        )
+        directory.add_group(
+            session,
+            "visi",
+            name="Visi",
+            members=["akalnins", "ipetersone"],
+            strategy="simultaneous",
+        )
         directory.add_line(session, LINE, target="group:abonenti")
         directory.add_line(session, DIRECT, target="staff:jberzins", overflow="visi")
 
@@ -49,8 +59,9 @@ def at(runtime: Runtime) -> Callable[[datetime], None]:
     return set_clock
 
 
-def absence(sessions: sessionmaker[Session], who: str, sub: str, start: datetime,
-            end: datetime) -> None:
+def absence(
+    sessions: sessionmaker[Session], who: str, sub: str, start: datetime, end: datetime
+) -> None:
     with sessions.begin() as session:
         directory.add_absence(session, who, starts_at=start, ends_at=end, substitute_key=sub)
 
@@ -144,16 +155,26 @@ def test_retried_webhook_answers_the_same_and_writes_one_row(
 def test_absent_person_is_replaced_by_substitute_who_hears_a_whisper(
     staffed: None, at: Callable, sessions: sessionmaker, twilio_post: TwilioPost
 ) -> None:
-    absence(sessions, "jberzins", "lozola", MONDAY_MORNING - timedelta(days=1),
-            MONDAY_MORNING + timedelta(days=7))
+    absence(
+        sessions,
+        "jberzins",
+        "lozola",
+        MONDAY_MORNING - timedelta(days=1),
+        MONDAY_MORNING + timedelta(days=7),
+    )
     root = twiml(twilio_post("/twilio/voice", voice_form()))
     assert_notice_before_dial(root)
     number = root.find("Dial/Number")
     assert number is not None and number.text == "+37120000002"
     assert number.get("url") == PUBLIC_BASE_URL + "/twilio/voice/whisper"
 
-    leg = {"CallSid": "CA" + "9" * 32, "ParentCallSid": "CA" + "1" * 32,
-           "AccountSid": ACCOUNT_SID, "To": "+37120000002", "From": CALLER}
+    leg = {
+        "CallSid": "CA" + "9" * 32,
+        "ParentCallSid": "CA" + "1" * 32,
+        "AccountSid": ACCOUNT_SID,
+        "To": "+37120000002",
+        "From": CALLER,
+    }
     whisper = twiml(twilio_post("/twilio/voice/whisper", leg))
     gather = whisper.find("Gather")
     assert gather is not None and gather.get("numDigits") == "1"
@@ -161,7 +182,9 @@ def test_absent_person_is_replaced_by_substitute_who_hears_a_whisper(
     assert said is not None and "Jānis Bērziņš" in (said.text or "")
     # Nothing pressed (voicemail): the leg hangs up rather than bridging.
     assert [v.tag for v in whisper] == ["Gather", "Hangup"]
-    assert [v.tag for v in twiml(twilio_post("/twilio/voice/whisper", {**leg, "Digits": "1"}))] == []
+    assert [
+        v.tag for v in twiml(twilio_post("/twilio/voice/whisper", {**leg, "Digits": "1"}))
+    ] == []
     declined = twiml(twilio_post("/twilio/voice/whisper", {**leg, "Digits": "5"}))
     assert declined.find("Hangup") is not None
 
@@ -171,11 +194,20 @@ def test_whisper_escapes_names_from_data(
 ) -> None:
     with sessions.begin() as session:
         directory.add_line(session, "+37167000009", target="staff:lozola", hours="always")
-    absence(sessions, "lozola", "jberzins", MONDAY_MORNING - timedelta(hours=1),
-            MONDAY_MORNING + timedelta(hours=1))
+    absence(
+        sessions,
+        "lozola",
+        "jberzins",
+        MONDAY_MORNING - timedelta(hours=1),
+        MONDAY_MORNING + timedelta(hours=1),
+    )
     twiml(twilio_post("/twilio/voice", voice_form(to="+37167000009")))
-    leg = {"CallSid": "CA" + "8" * 32, "ParentCallSid": "CA" + "1" * 32,
-           "To": "+37120000001", "From": CALLER}
+    leg = {
+        "CallSid": "CA" + "8" * 32,
+        "ParentCallSid": "CA" + "1" * 32,
+        "To": "+37120000001",
+        "From": CALLER,
+    }
     response = twilio_post("/twilio/voice/whisper", leg)
     assert b"&lt;Ozola&gt; &amp; Co" in response.data
     assert "Līga <Ozola> & Co" in (twiml(response).find("Gather/Say").text or "")  # type: ignore[union-attr]
@@ -228,8 +260,12 @@ def test_everybody_away_offers_a_callback_never_silence(
     ids=["second-before-start", "exact-start", "second-after-start"],
 )
 def test_absence_start_boundary(
-    staffed: None, at: Callable, sessions: sessionmaker, twilio_post: TwilioPost,
-    offset: int, substitute_rings: bool,
+    staffed: None,
+    at: Callable,
+    sessions: sessionmaker,
+    twilio_post: TwilioPost,
+    offset: int,
+    substitute_rings: bool,
 ) -> None:
     start = MONDAY_MORNING
     absence(sessions, "jberzins", "lozola", start, start + timedelta(hours=2))
@@ -244,8 +280,12 @@ def test_absence_start_boundary(
     ids=["second-before-end", "exact-end", "second-after-end"],
 )
 def test_absence_end_boundary(
-    staffed: None, at: Callable, sessions: sessionmaker, twilio_post: TwilioPost,
-    offset: int, substitute_rings: bool,
+    staffed: None,
+    at: Callable,
+    sessions: sessionmaker,
+    twilio_post: TwilioPost,
+    offset: int,
+    substitute_rings: bool,
 ) -> None:
     end = MONDAY_MORNING
     absence(sessions, "jberzins", "lozola", end - timedelta(hours=2), end)
@@ -260,8 +300,12 @@ def test_absence_end_boundary(
     ids=["spring-forward", "fall-back"],
 )
 def test_absence_entered_in_local_time_on_dst_days(
-    staffed: None, at: Callable, sessions: sessionmaker, twilio_post: TwilioPost,
-    runtime: Runtime, local_start: datetime,
+    staffed: None,
+    at: Callable,
+    sessions: sessionmaker,
+    twilio_post: TwilioPost,
+    runtime: Runtime,
+    local_start: datetime,
 ) -> None:
     # An always-open line, so the DST Sunday's hours do not get in the way.
     with sessions.begin() as session:
@@ -373,8 +417,12 @@ def test_one_off_change_is_announced_and_applied(
     from datetime import date
 
     with sessions.begin() as session:
-        directory.set_hours_change(session, date(2026, 11, 25), hours="10:00-12:00",
-                                   message="Trešdien strādājam saīsināti inventarizācijas dēļ.")
+        directory.set_hours_change(
+            session,
+            date(2026, 11, 25),
+            hours="10:00-12:00",
+            message="Trešdien strādājam saīsināti inventarizācijas dēļ.",
+        )
     root = twiml(twilio_post("/twilio/voice", voice_form(to=LINE)))
     says = [s.text or "" for s in root.findall("Say")]
     assert_notice_before_dial(root)
@@ -390,11 +438,19 @@ def test_one_off_change_is_announced_and_applied(
 
 @pytest.mark.parametrize(
     "path",
-    ["/twilio/voice", "/twilio/voice/fallback", "/twilio/voice/dial-complete",
-     "/twilio/voice/whisper", "/twilio/voice/callback-request"],
+    [
+        "/twilio/voice",
+        "/twilio/voice/fallback",
+        "/twilio/voice/dial-complete",
+        "/twilio/voice/whisper",
+        "/twilio/voice/callback-request",
+    ],
 )
 def test_unsigned_or_wrongly_signed_requests_are_refused(
-    staffed: None, client, twilio_post: TwilioPost, path: str  # type: ignore[no-untyped-def]
+    staffed: None,
+    client,
+    twilio_post: TwilioPost,
+    path: str,  # type: ignore[no-untyped-def]
 ) -> None:
     form = voice_form()
     assert client.post(path, data=form).status_code == 403
@@ -403,14 +459,19 @@ def test_unsigned_or_wrongly_signed_requests_are_refused(
     wrong = sign("http://calls.example.test" + path, form)
     assert twilio_post(path, form, signature=wrong).status_code == 403
     # Signed with another account's token.
-    assert twilio_post(path, form, signature=sign(PUBLIC_BASE_URL + path, form, "x")).status_code == 403
+    assert (
+        twilio_post(path, form, signature=sign(PUBLIC_BASE_URL + path, form, "x")).status_code
+        == 403
+    )
 
 
 def test_tampered_form_fails_the_signature(staffed: None, client) -> None:  # type: ignore[no-untyped-def]
     form = voice_form()
     signature = sign(PUBLIC_BASE_URL + "/twilio/voice", form)
     tampered = {**form, "To": LINE}
-    response = client.post("/twilio/voice", data=tampered, headers={"X-Twilio-Signature": signature})
+    response = client.post(
+        "/twilio/voice", data=tampered, headers={"X-Twilio-Signature": signature}
+    )
     assert response.status_code == 403
 
 
