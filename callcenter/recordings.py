@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from callcenter import retention_log
@@ -152,7 +152,9 @@ def record_callback(
         reason = ABSENT_REASONS.get(callback.error_code or "", "absent")
     elif callback.status == "failed":
         reason = "Twilio reported the recording failed"
-    call_id = session.scalar(select(Call.id).where(Call.call_sid == callback.call_sid))
+    # A subquery, not a read before the write: on SQLite a transaction that reads first and
+    # then writes fails at once (instead of waiting) when another writer committed in between.
+    call_id = select(Call.id).where(Call.call_sid == callback.call_sid).scalar_subquery()
     created = insert_recording(
         session,
         recording_sid=callback.recording_sid,
@@ -195,10 +197,14 @@ def insert_recording(session: Session, **values: Any) -> bool:
         statement = sqlite_insert(Recording)
     values.setdefault("attempts", 0)
     values.setdefault("on_hold", False)
-    result = session.execute(
-        statement.values(**values).on_conflict_do_nothing(index_elements=["recording_sid"])
-    )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    # RETURNING says whether this statement inserted: rowcount is not dependable for an ORM
+    # insert on every driver (psycopg reports -1).
+    inserted = session.execute(
+        statement.values(**values)
+        .on_conflict_do_nothing(index_elements=["recording_sid"])
+        .returning(Recording.id)
+    ).first()
+    return inserted is not None
 
 
 # --- claims ---------------------------------------------------------------------------------
@@ -309,21 +315,19 @@ def mark_stored(
         "next_attempt_at": now,
         "last_error": None,
     }
-    row = session.execute(
-        select(Recording.duration_seconds, Recording.channels).where(Recording.id == claimed.id)
-    ).first()
     # Twilio's callback is the better source; the WAV header fills what it did not say.
-    if row is not None and row[0] is None and duration_seconds is not None:
-        values["duration_seconds"] = duration_seconds
-    if row is not None and row[1] is None and channels is not None:
-        values["channels"] = channels
+    if duration_seconds is not None:
+        values["duration_seconds"] = func.coalesce(Recording.duration_seconds, duration_seconds)
+    if channels is not None:
+        values["channels"] = func.coalesce(Recording.channels, channels)
     result = session.execute(
         update(Recording)
         .where(_ours(claimed), Recording.status == "pending")
         .values(**values)
+        .returning(Recording.id)
         .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    ).first()
+    if result is None:
         return False
     retention_log.append(
         session,
@@ -350,9 +354,10 @@ def mark_provider_deleted(
             next_attempt_at=None,
             last_error=None,
         )
+        .returning(Recording.id)
         .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    ).first()
+    if result is None:
         return False
     retention_log.append(
         session,
@@ -387,9 +392,10 @@ def mark_failed(
             claimed_by=None,
             claimed_until=None,
         )
+        .returning(Recording.id)
         .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    ).first()
+    if result is None:
         return False
     if claimed.attempts >= policy.alert_after_attempts and not _alerted(session, claimed):
         retention_log.append(
@@ -710,7 +716,7 @@ def _reconcile_batch(
             continue
         by_sid[sid] = item
     to_delete = []
-    with transaction(runtime.sessions) as session:
+    with runtime.sessions() as session:
         known = {
             row[0]: row
             for row in session.execute(
@@ -719,22 +725,28 @@ def _reconcile_batch(
                 ).where(Recording.recording_sid.in_(list(by_sid)))
             )
         }
-        for sid, item in by_sid.items():
-            row = known.get(sid)
-            if row is not None:
-                # Twilio lists metadata for 40 days after the media is deleted: a row whose
-                # copy we already deleted is left alone.
-                if row[1] == "stored" and row[2] is None and item.get("status") == "completed":
-                    to_delete.append(sid)
-                continue
-            if item.get("status") != "completed":
-                continue
-            try:
-                values = _row_from_listing(item, runtime.settings)
-            except ValueError as exc:
-                report.skipped[sid] = str(exc)
-                continue
-            call_id = session.scalar(select(Call.id).where(Call.call_sid == values["call_sid"]))
+    new_rows = []
+    for sid, item in by_sid.items():
+        row = known.get(sid)
+        if row is not None:
+            # Twilio lists metadata for 40 days after the media is deleted: a row whose copy
+            # we already deleted is left alone.
+            if row[1] == "stored" and row[2] is None and item.get("status") == "completed":
+                to_delete.append(sid)
+            continue
+        if item.get("status") != "completed":
+            continue
+        try:
+            new_rows.append(_row_from_listing(item, runtime.settings))
+        except ValueError as exc:
+            report.skipped[sid] = str(exc)
+    if not new_rows:
+        return to_delete
+    # Written in a transaction of its own that starts with the writes (see record_callback);
+    # a callback that arrived meanwhile wins harmlessly, the insert ignores its SID.
+    with transaction(runtime.sessions) as session:
+        for values in new_rows:
+            call_id = select(Call.id).where(Call.call_sid == values["call_sid"]).scalar_subquery()
             if insert_recording(
                 session,
                 **values,
@@ -744,8 +756,11 @@ def _reconcile_batch(
                 next_attempt_at=now,
                 created_at=now,
             ):
-                report.created.append(sid)
-                log.info("recording %s: callback never came; queued for ingestion", sid)
+                report.created.append(values["recording_sid"])
+                log.info(
+                    "recording %s: callback never came; queued for ingestion",
+                    values["recording_sid"],
+                )
     return to_delete
 
 
