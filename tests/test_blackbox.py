@@ -1,0 +1,147 @@
+"""Black box: the real web process (gunicorn) and the `callcenter` command as subprocesses,
+driven through a whole call as Twilio would drive it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+CALLCENTER = [sys.executable, "-m", "callcenter"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def process_env(env: dict[str, str]) -> dict[str, str]:
+    return {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+
+
+def cli(process_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CALLCENTER, *args], env=process_env, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.fixture
+def web(process_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    log = (tmp_path / "gunicorn.log").open("w")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            "2",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "callcenter.wsgi:app",
+        ],
+        env=process_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(base + "/healthz", timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError((tmp_path / "gunicorn.log").read_text())
+            time.sleep(0.1)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+        log.close()
+
+
+def test_a_whole_call_through_gunicorn_and_the_cli(process_env: dict[str, str], web: str) -> None:
+    for args in (
+        ("staff", "add", "jberzins", "--name", "Jānis Bērziņš", "--phone", "20000001"),
+        ("staff", "add", "lozola", "--name", "Līga Ozola", "--phone", "20000002"),
+        ("line", "add", "+37167000002", "--target", "staff:jberzins", "--hours", "always"),
+        (
+            "absence",
+            "add",
+            "jberzins",
+            "--start",
+            "2020-01-01T00:00",
+            "--end",
+            "2099-01-01T00:00",
+            "--substitute",
+            "lozola",
+        ),
+    ):
+        result = cli(process_env, *args)
+        assert result.returncode == 0, result.stderr
+
+    health = requests.get(web + "/healthz", timeout=5)
+    assert health.json() == {"database": "ok", "storage": "ok"}
+
+    unsigned = requests.post(web + "/twilio/voice", data={"CallSid": "CA1"}, timeout=5)
+    assert unsigned.status_code == 403
+
+    result = cli(
+        process_env, "simulate-call", "--url", web, "--to", "+37167000002", "--from", "+37129111111"
+    )
+    assert result.returncode == 0, result.stderr
+    transcript = result.stdout.splitlines()
+    notice = next(i for i, line in enumerate(transcript) if "ierakstīta" in line)
+    dialling = next(i for i, line in enumerate(transcript) if line.startswith("dialling"))
+    assert notice < dialling
+    assert "+37120000002" in transcript[dialling]
+    assert any(
+        "Jānis Bērziņš" in line and line.startswith("+37120000002 hears") for line in transcript
+    )
+
+    calls = json.loads(cli(process_env, "calls", "list", "--json").stdout)
+    assert len(calls) == 1
+    assert calls[0]["from"] == "+37129111111" and calls[0]["to"] == "+37167000002"
+
+
+def test_web_process_refuses_to_start_without_its_settings(
+    process_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {k: v for k, v in process_env.items() if k != "TWILIO_AUTH_TOKEN"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{free_port()}",
+            "callcenter.wsgi:app",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "callcenter: setting TWILIO_AUTH_TOKEN: is required and not set" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_usage_errors_are_one_line(process_env: dict[str, str]) -> None:
+    result = cli(process_env, "absence", "add", "jberzins")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Missing option" in result.stderr
