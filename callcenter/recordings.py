@@ -387,6 +387,7 @@ def mark_failed(
         update(Recording)
         .where(_ours(claimed))
         .values(
+            attempts=claimed.attempts,
             last_error=error[:500],
             next_attempt_at=now + policy.backoff(claimed.attempts),
             claimed_by=None,
@@ -603,18 +604,19 @@ def ingest_pending(
     storage: Storage,
     twilio: TwilioApi,
     *,
-    now: datetime,
+    now: datetime | Callable[[], datetime],
     worker: str | None = None,
     policy: IngestPolicy = DEFAULT_POLICY,
     limit: int | None = None,
 ) -> IngestReport:
     """Ingest every recording that is due, one claim at a time, until none is left.
 
-    Times advance from `now` by the time really spent, so a long batch takes honest leases.
-    A row that fails is scheduled for later and not tried again in the same run.
+    Rules: given a datetime, times advance from `now` by the time really spent, so a long
+    batch takes honest leases (a callable is used as the clock as it is). A row that fails is
+    scheduled for later and not tried again in the same run.
     """
     worker = worker or worker_id()
-    clock = _Clock(now)
+    clock = now if callable(now) else _Clock(now)
     report = IngestReport()
     done = 0
     while limit is None or done < limit:
