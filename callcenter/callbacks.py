@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -100,3 +100,44 @@ def mark_done(
     request.done_at = now
     request.note = note
     return request
+
+
+def close_on_answer(session: Session, call: Call, *, now: datetime) -> list[CallbackRequest]:
+    """Close the caller's open requests from this call or earlier ones: they got through.
+
+    A request from a call that started later stays open: a late event about an earlier call
+    says nothing about it.
+    """
+    rows = session.scalars(
+        select(CallbackRequest)
+        .outerjoin(Call, Call.id == CallbackRequest.call_id)
+        .where(
+            CallbackRequest.phone == call.from_number,
+            CallbackRequest.status == "open",
+            or_(
+                Call.started_at <= call.started_at,
+                and_(CallbackRequest.call_id.is_(None), CallbackRequest.requested_at <= now),
+            ),
+        )
+    ).all()
+    for request in rows:
+        request.status = "done"
+        request.done_at = now
+        if request.call_id == call.id:
+            request.note = f"answered on this call {call.call_sid}"
+        else:
+            request.note = f"answered on a later call {call.call_sid}"
+    return list(rows)
+
+
+def set_reason(session: Session, call: Call, reason: str) -> None:
+    """Correct the reason of the open request this call made, as later events tell more."""
+    if reason not in REASONS:
+        raise ValueError(f"unknown callback reason {reason!r}")
+    request = session.scalar(
+        select(CallbackRequest).where(
+            CallbackRequest.call_id == call.id, CallbackRequest.status == "open"
+        )
+    )
+    if request is not None and request.reason != "requested":
+        request.reason = reason

@@ -1,7 +1,97 @@
-"""`/twilio/voice/status`: call progress events from Twilio (issue 3)."""
+"""`/twilio/voice/status`: call progress events from Twilio, answered with 204.
+
+Twilio delivers each event at least once and in any order; `outcomes.record_status` stores it
+once and derives the call's outcome again. An event for a call we do not know is logged and
+still answered 204, so that Twilio stops retrying something no retry can fix.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from flask import Blueprint, Response, current_app, request
+from sqlalchemy.exc import DBAPIError
+
+from callcenter import outcomes, phones
+from callcenter.db import transaction
+from callcenter.runtime import Runtime
+from webhooks import twiml
+from webhooks.security import twilio_webhook
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("status", __name__)
+
+T = TypeVar("T")
+
+# A deadlock or a busy SQLite file is worth another go before Twilio's own retry.
+ATTEMPTS = 3
+RETRY_PAUSE_SECONDS = 0.05
+
+
+def _runtime() -> Runtime:
+    runtime: Runtime = current_app.extensions["callcenter.runtime"]
+    return runtime
+
+
+def _plain(text: str, status: int) -> Response:
+    return Response(text, status=status, mimetype="text/plain")
+
+
+def with_retries(work: Callable[[], T]) -> T:
+    """Run one transaction, again when the database reports a transient conflict."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return work()
+        except DBAPIError as exc:
+            if exc.connection_invalidated or attempt == ATTEMPTS or not _transient(exc):
+                raise
+            log.info("status callback: transient database conflict, attempt %d", attempt)
+            time.sleep(RETRY_PAUSE_SECONDS * attempt)
+    raise AssertionError("unreachable")
+
+
+def _transient(exc: DBAPIError) -> bool:
+    # PostgreSQL: deadlock_detected, serialization_failure; SQLite: a lock held too long.
+    code = getattr(exc.orig, "sqlstate", None)
+    return code in ("40P01", "40001") or "database is locked" in str(exc.orig)
+
+
+@bp.post(twiml.STATUS)
+@twilio_webhook
+def status() -> Response:
+    """Store one call progress event and fold it into the call's outcome."""
+    form = request.form.to_dict(flat=True)
+    try:
+        event = outcomes.status_event(form)
+    except outcomes.BadEvent as exc:
+        return _plain(str(exc), 400)
+    account = form.get("AccountSid")
+    expected = _runtime().settings.twilio_account_sid
+    if account and expected and account != expected:
+        return _plain("AccountSid is not this account", 400)
+    runtime = _runtime()
+
+    def work() -> str:
+        with transaction(runtime.sessions) as session:
+            return outcomes.record_status(session, runtime.settings, form, now=runtime.now())
+
+    try:
+        result = with_retries(work)
+    except Exception:
+        # Not the caller's fault and not a 500: Twilio may retry a 503 later.
+        log.exception("status callback for %s could not be stored", event.leg_sid)
+        return _plain("temporarily unavailable", 503)
+    if result == "unknown":
+        log.warning(
+            "status %s for unknown call %s (parent %s) from %s to %s",
+            event.status,
+            event.leg_sid,
+            form.get("ParentCallSid") or "-",
+            phones.mask(form.get("From")),
+            phones.mask(form.get("To")),
+        )
+    return Response(status=204)

@@ -119,14 +119,12 @@ def dial_complete() -> VoiceResponse:
             )
         from callcenter import outcomes
 
-        outcomes.record_dial(session, call, dict(request.form), now=runtime.now())
-        status = form["DialCallStatus"]
-        if status in ("completed", "answered"):
+        # Answered, or the caller gone: None. Else the next step, or the callback offer.
+        answer = outcomes.dial_ended(
+            session, runtime.settings, call, request.form.to_dict(flat=True), now=runtime.now()
+        )
+        if answer is None:
             return twiml.hang_up()
-        if status == "canceled" or request.form.get("CallStatus") == "completed":
-            # The caller hung up: there is nobody left to speak to.
-            return twiml.hang_up()
-        answer = calls.next_step(session, runtime.settings, call, runtime.now())
     return _render(answer, first_contact=False)
 
 
