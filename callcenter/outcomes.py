@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 
 from callcenter import callbacks, calls, phones
 from callcenter.db import is_postgres
-from callcenter.models import Call, CallEvent, Line, Staff
+from callcenter.models import Call, CallEvent, Staff
 from callcenter.routing import Leg, Plan
 from callcenter.settings import Settings
 
@@ -528,7 +528,7 @@ def dial_ended(
         # The caller's own leg already reported its end (callbacks arrive in any order).
         return None
     if not new:
-        # A retry of a dial-complete we answered: answer the same, do not skip a step.
-        line = session.get(Line, call.line_id) if call.line_id else None
-        return calls._answer_for(session, settings, call, line, now)
+        # A retry of a dial-complete we answered already: make the same move from the same
+        # step, so the caller hears the same answer and no step is skipped.
+        call.step -= 1
     return calls.next_step(session, settings, call, now)

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from typing import Any
 
 import click
 from sqlalchemy import select
 
 from callcenter import callbacks as callbacks_module
+from callcenter import report as report_module
 from callcenter.cli.common import (
     CliError,
     emit,
     json_option,
     local_iso,
     now,
+    parse_date,
     parse_time,
+    runtime,
     unit_of_work,
 )
 from callcenter.models import Call, CallbackRequest, Staff
@@ -29,6 +35,8 @@ def call_row(call: Call, answered_by: str | None) -> dict[str, Any]:
         "outcome": call.outcome,
         "answered_by": answered_by,
         "as_substitute": call.as_substitute,
+        "status": call.status,
+        "ended_at": local_iso(call.ended_at),
         "intended": call.intended,
         "routing": call.routing_note,
         "notice": call.notice,
@@ -56,7 +64,11 @@ def calls_list(since: str | None, as_json: bool) -> None:
         query = query.where(Call.started_at >= parse_time(since, "--since"))
     with unit_of_work() as session:
         rows = [call_row(call, key) for call, key in session.execute(query)]
-    emit(rows, as_json, ["call_sid", "from", "started_at", "outcome", "answered_by", "intended"])
+    emit(
+        rows,
+        as_json,
+        ["call_sid", "from", "started_at", "outcome", "answered_by", "as_substitute", "intended"],
+    )
 
 
 def callback_row(item: CallbackRequest) -> dict[str, Any]:
@@ -107,6 +119,63 @@ def callbacks_done(request_id: int, note: str | None) -> None:
     click.echo(f"callback request {request_id} done")
 
 
+@click.command("report")
+@click.option("--from", "start", required=True, help="First local date, like 2026-11-23.")
+@click.option("--to", "end", required=True, help="Last local date, included.")
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["text", "csv", "json"]),
+    default="text",
+    show_default=True,
+)
+def report(start: str, end: str, output: str) -> None:
+    """Report calls per staff member and day, and per line and day."""
+    first = parse_date(start, "--from")
+    last = parse_date(end, "--to")
+    if last < first:
+        raise CliError(f"--to {last} is before --from {first}")
+    if (last - first).days > MAX_REPORT_DAYS:
+        raise CliError(f"a report covers at most {MAX_REPORT_DAYS} days")
+    with unit_of_work() as session:
+        result = report_module.build(
+            session, start=first, end=last, zone=runtime().settings.timezone, now=now()
+        )
+    data = result.to_json()
+    if output == "json":
+        click.echo(json.dumps(data, ensure_ascii=False))
+    elif output == "csv":
+        click.echo(_report_csv(data), nl=False)
+    else:
+        click.echo(f"Calls {data['from']} to {data['to']} ({data['timezone']})")
+        click.echo("")
+        click.echo("Staff")
+        emit(data["staff"], False, report_module.STAFF_COLUMNS)
+        click.echo("")
+        click.echo("Lines")
+        emit(data["lines"], False, report_module.LINE_COLUMNS)
+
+
+# A year and a bit: a longer report is a typo more often than a wish.
+MAX_REPORT_DAYS = 400
+
+
+def _report_csv(data: dict[str, Any]) -> str:
+    """One table for spreadsheets: a `section` column says staff or line; other cells blank."""
+    columns = [
+        "section",
+        *dict.fromkeys([*report_module.STAFF_COLUMNS, *report_module.LINE_COLUMNS]),
+    ]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for section, rows in (("staff", data["staff"]), ("line", data["lines"])):
+        for row in rows:
+            writer.writerow({"section": section, **{k: row.get(k) for k in columns[1:]}})
+    return buffer.getvalue()
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(calls)
     cli.add_command(callbacks)
+    cli.add_command(report)
