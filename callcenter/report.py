@@ -120,9 +120,9 @@ def build(session: Session, *, start: date, end: date, zone: ZoneInfo, now: date
             select(CallEvent).where(CallEvent.call_id.in_(in_range)).order_by(CallEvent.id)
         ):
             events[event.call_id].append(event)
-    line_numbers = dict(session.execute(select(Line.id, Line.number)).tuples().all())
-    staff_names = dict(session.execute(select(Staff.key, Staff.name)).tuples().all())
-    answered_keys = dict(session.execute(select(Staff.id, Staff.key)).tuples().all())
+    line_numbers: dict[int, str] = {i: n for i, n in session.execute(select(Line.id, Line.number))}
+    staff_names: dict[str, str] = {k: n for k, n in session.execute(select(Staff.key, Staff.name))}
+    answered_keys: dict[int, str] = {i: k for i, k in session.execute(select(Staff.id, Staff.key))}
 
     staff_days: dict[tuple[date, str], StaffDay] = {}
     line_days: dict[tuple[date, str], LineDay] = {}
