@@ -6,6 +6,7 @@ The one home of boto3. Object keys hold no phone number or name.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -225,12 +226,11 @@ class S3Storage:
         if kms_key_id:
             self._extra["SSEKMSKeyId"] = kms_key_id
         if client is None:
-            import boto3
             from botocore.config import Config
 
             # Built once: the client is thread-safe and keeps its connections. boto3 reads
             # AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 and the credential chain by itself.
-            client = boto3.session.Session().client(
+            client = _boto3_session().client(
                 "s3",
                 config=Config(
                     connect_timeout=10,
@@ -380,6 +380,14 @@ class S3Storage:
         # head_bucket and not a probe write: in a versioned bucket every probe would leave a
         # version and a delete marker behind, forever, once a minute.
         self.client.head_bucket(Bucket=self.bucket)
+
+
+@functools.cache
+def _boto3_session() -> Any:
+    """One boto3 session per process: it parses the service models once (0.1 s a client)."""
+    import boto3
+
+    return boto3.session.Session()
 
 
 def _read_part(reader: _ChunkReader, size: int) -> bytearray:

@@ -251,9 +251,7 @@ def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _authorized(self) -> bool:
-            expected = base64.b64encode(
-                f"{fake.account_sid}:{fake.auth_token}".encode()
-            ).decode()
+            expected = base64.b64encode(f"{fake.account_sid}:{fake.auth_token}".encode()).decode()
             return self.headers.get("Authorization", "") == f"Basic {expected}"
 
         def _send_json(self, status: int, body: dict[str, Any] | None) -> None:

@@ -75,6 +75,7 @@ def post_recording(twilio_post: Any, settings: Settings) -> PostRecording:
 
     def post(rec: FakeRecording, **overrides: Any) -> TestResponse:
         form = callback_form(rec, settings.twilio_account_sid or "", **overrides)
-        return twilio_post("/twilio/recording-status", form)  # type: ignore[no-any-return]
+        response: TestResponse = twilio_post("/twilio/recording-status", form)
+        return response
 
     return post
