@@ -216,11 +216,13 @@ def store_event(session: Session, call: Call, event: Event, now: datetime) -> bo
 
 def _lock(session: Session, call: Call) -> Call:
     """Reload the call under a row lock so events applied at once queue up, not overwrite."""
-    # populate_existing: the row read before the insert may be stale by now.
+    # populate_existing: the row read before the insert may be stale by now. key_share makes
+    # it FOR NO KEY UPDATE on PostgreSQL, which leaves alone the KEY SHARE lock that each
+    # event's foreign key takes on this row; plain FOR UPDATE would deadlock two events.
     locked = session.execute(
         select(Call)
         .where(Call.id == call.id)
-        .with_for_update(of=Call)
+        .with_for_update(of=Call, key_share=True)
         .execution_options(populate_existing=True)
     ).scalar_one()
     return locked
