@@ -185,7 +185,7 @@ def check_overdue(session: Session, *, now: datetime) -> Iterator[Mismatch]:
             select(Recording.id, Recording.recording_sid, Recording.due_at, Recording.last_error)
             .where(
                 Recording.deleted_at.is_(None),
-                Recording.due_at <= limit,
+                Recording.due_at < limit,
                 Recording.on_hold.is_(False),
             )
             .order_by(Recording.due_at, Recording.id)

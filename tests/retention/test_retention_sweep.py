@@ -315,3 +315,23 @@ def test_stop_ends_the_run_between_batches(rt: Runtime, add_recording: AddRecord
     assert (report.deleted, report.batches, report.stopped) == (2, 1, True)
     assert entries(rt.sessions, "sweep_finished")[-1].details["stopped"] is True
     assert sweep(rt, now=DUE + timedelta(hours=1)).deleted == 2
+
+
+def test_storage_is_asked_for_at_most_a_chunk_of_keys_at_a_time(
+    rt: Runtime, add_recording: AddRecording, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # S3 refuses more than 1,000 keys a request; the chunk is made small here to see it work.
+    monkeypatch.setattr(sweep_module, "STORAGE_DELETE_CHUNK", 2)
+    assert sweep_module.STORAGE_DELETE_CHUNK <= 1000
+    calls: list[int] = []
+    real = type(rt.storage).delete_all
+
+    def counting(self: object, keys: list[str]) -> object:
+        calls.append(len(keys))
+        return real(self, keys)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(rt.storage), "delete_all", counting)
+    for minute in range(5):
+        add_recording(STARTED + timedelta(minutes=minute))
+    assert sweep(rt, now=DUE + timedelta(hours=1), batch_size=5).deleted == 5
+    assert calls == [2, 2, 1]

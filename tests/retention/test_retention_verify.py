@@ -1,0 +1,163 @@
+"""Verification finds every edited, removed or reordered entry and every storage mismatch."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text, update
+
+from callcenter import retention_log
+from callcenter.db import transaction
+from callcenter.models import Recording
+from callcenter.runtime import Runtime
+from retention.sweep import sweep
+from retention.verify import VerifySummary, verify
+from tests.retention.conftest import AddRecording, new_sid
+
+STARTED = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
+DUE = datetime(2026, 4, 15, 8, 30, tzinfo=UTC)
+
+
+def problems(rt: Runtime, now: datetime = DUE, sample: int | None = None) -> list[str]:
+    with rt.sessions() as session:
+        return [str(m) for m in verify(session, rt.storage, now=now, sample=sample)]
+
+
+def tamper(engine: Engine, *statements: str) -> None:
+    """Run statements on the log as an attacker with the database would: triggers off."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replica mode skips ordinary triggers, for this transaction only.
+            connection.execute(text("SET LOCAL session_replication_role = replica"))
+        else:
+            # The test's own copy of the database: the triggers can go.
+            connection.execute(text("DROP TRIGGER IF EXISTS retention_log_no_update"))
+            connection.execute(text("DROP TRIGGER IF EXISTS retention_log_no_delete"))
+        for statement in statements:
+            connection.execute(text(statement))
+
+
+@pytest.fixture
+def history(rt: Runtime, add_recording: AddRecording) -> list[Recording]:
+    """Three stored recordings, the first deleted by a sweep: a log of 6 entries."""
+    made = [add_recording(STARTED), add_recording(STARTED + timedelta(days=30))]
+    made.append(add_recording(STARTED + timedelta(days=40)))
+    assert sweep(rt, now=DUE).deleted == 1
+    return made
+
+
+def test_a_consistent_history_verifies_clean(rt: Runtime, history: list[Recording]) -> None:
+    summary = VerifySummary()
+    with rt.sessions() as session:
+        assert list(verify(session, rt.storage, now=DUE, summary=summary)) == []
+    assert (summary.entries, summary.stored_checked, summary.deleted_checked) == (6, 2, 1)
+    assert problems(rt, sample=1) == []
+
+
+def test_an_edited_entry_is_found(rt: Runtime, engine: Engine, history: list[Recording]) -> None:
+    tamper(engine, "UPDATE retention_log SET actor = 'someone else' WHERE seq = 2")
+    assert problems(rt) == ["chain: entry 2: content does not match its hash (edited)"]
+
+
+def test_an_edited_hash_is_found_at_the_next_entry(
+    rt: Runtime, engine: Engine, history: list[Recording]
+) -> None:
+    tamper(engine, "UPDATE retention_log SET hash = '" + "f" * 64 + "' WHERE seq = 2")
+    assert problems(rt) == [
+        "chain: entry 2: content does not match its hash (edited)",
+        "chain: entry 3: does not link to the entry before it",
+    ]
+
+
+def test_a_removed_entry_is_found(rt: Runtime, engine: Engine, history: list[Recording]) -> None:
+    tamper(engine, "DELETE FROM retention_log WHERE seq = 3")
+    found = problems(rt)
+    assert "chain: entry 4: expected entry 3 here, found 4 (removed or reordered)" in found
+    assert "chain: entry 4: does not link to the entry before it" in found
+
+
+def test_a_removed_last_entry_is_found_through_the_rows(
+    rt: Runtime, engine: Engine, history: list[Recording]
+) -> None:
+    # The tail of a chain can be cut without breaking it; the recordings table still remembers.
+    tamper(engine, "DELETE FROM retention_log WHERE event IN ('deleted', 'sweep_finished')")
+    deleted_sid = history[0].recording_sid
+    assert problems(rt) == [
+        f"log: {deleted_sid}: marked deleted but the log has no `deleted` entry"
+    ]
+
+
+def test_reordered_entries_are_found(rt: Runtime, engine: Engine, history: list[Recording]) -> None:
+    tamper(
+        engine,
+        "UPDATE retention_log SET seq = -1 WHERE seq = 2",
+        "UPDATE retention_log SET seq = 2 WHERE seq = 3",
+        "UPDATE retention_log SET seq = 3 WHERE seq = -1",
+    )
+    found = problems(rt)
+    assert "chain: entry 2: does not link to the entry before it" in found
+    assert "chain: entry 3: does not link to the entry before it" in found
+
+
+def test_a_missing_or_changed_object_is_found(
+    rt: Runtime, history: list[Recording], settings_root: Path
+) -> None:
+    missing, changed = history[1], history[2]
+    (settings_root / (missing.storage_key or "")).unlink()
+    (settings_root / (changed.storage_key or "")).write_bytes(b"RIFF other audio")
+    assert problems(rt) == [
+        f"storage: {missing.recording_sid}: kept but its object is missing from storage",
+        f"storage: {changed.recording_sid}: object checksum differs from the recorded SHA-256",
+    ]
+
+
+def test_a_deleted_recording_with_an_object_left_is_found(
+    rt: Runtime, history: list[Recording]
+) -> None:
+    deleted = history[0]
+    rt.storage.put_stream(deleted.storage_key or "", [b"came back"])
+    assert problems(rt) == [
+        f"storage: {deleted.recording_sid}: deleted but 1 object version(s) are left"
+    ]
+
+
+def test_anything_kept_a_day_past_due_outside_a_hold_is_found(
+    rt: Runtime, add_recording: AddRecording
+) -> None:
+    kept = add_recording(STARTED)
+    add_recording(STARTED, on_hold=True)
+    # Within the contract's 24 hours the sweep still has time.
+    assert problems(rt, now=DUE + timedelta(hours=24)) == []
+    found = problems(rt, now=DUE + timedelta(hours=24, seconds=1))
+    assert found == [
+        f"overdue: {kept.recording_sid}: due {DUE.isoformat()} and still kept without a hold"
+    ]
+
+
+def test_rows_and_entries_that_disagree_are_found(rt: Runtime, add_recording: AddRecording) -> None:
+    recording = add_recording(STARTED)
+    ghost = new_sid()
+    with transaction(rt.sessions) as session:
+        retention_log.append(session, "stored", now=DUE, recording_sid=ghost, actor="ingest")
+        retention_log.append(
+            session, "deleted", now=DUE, recording_sid=recording.recording_sid, actor="x"
+        )
+    found = problems(rt)
+    assert f"log: {recording.recording_sid}: entry 3 says deleted but the recording is not" in found
+    assert f"log: {ghost}: entry 2 says stored but no such recording exists" in found
+    with transaction(rt.sessions) as session:
+        session.execute(
+            update(Recording)
+            .where(Recording.id == recording.id)
+            .values(status="deleted", deleted_at=DUE)
+        )
+    assert f"log: {recording.recording_sid}: entry 3 says deleted but the recording is not" not in (
+        problems(rt)
+    )
+
+
+@pytest.fixture
+def settings_root(rt: Runtime) -> Path:
+    return Path(rt.settings.recordings_url[len("file:") :])
