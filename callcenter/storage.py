@@ -392,18 +392,14 @@ def _boto3_session() -> Any:
 
 def _read_part(reader: _ChunkReader, size: int) -> bytearray:
     """Read up to `size` bytes into one buffer, fewer only at the end of the stream."""
-    # Filled in place, never grown or copied: the part's bytes exist once in memory.
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    filled = 0
-    while filled < size:
-        n = reader.readinto(view[filled:])
-        if not n:
+    # Grown as data comes (a small recording costs a small buffer); large buffers grow in place
+    # (realloc/mremap), so the part's bytes exist about once in memory.
+    buffer = bytearray()
+    while len(buffer) < size:
+        piece = reader.read(min(READ_CHUNK_BYTES, size - len(buffer)))
+        if not piece:
             break
-        filled += n
-    view.release()
-    if filled < size:
-        del buffer[filled:]
+        buffer += piece
     return buffer
 
 
