@@ -17,7 +17,8 @@ from callcenter.models import Recording, RetentionEntry
 from callcenter.runtime import Runtime
 from callcenter.settings import Settings, load
 from retention.policy import due_at
-from tests.retention import retention_fakes as fake_twilio
+from tests.fakes.s3 import *  # noqa: F403  (moto S3 fixtures)
+from tests.fakes.twilio_api import FakeTwilio
 
 
 def new_sid(prefix: str = "RE") -> str:
@@ -25,14 +26,24 @@ def new_sid(prefix: str = "RE") -> str:
 
 
 @pytest.fixture
-def twilio() -> Iterator[fake_twilio.FakeTwilio]:
-    with fake_twilio.serve() as fake:
+def twilio() -> Iterator[FakeTwilio]:
+    """The shared loopback fake of Twilio's REST API (tests/fakes)."""
+    with FakeTwilio() as fake:
         yield fake
 
 
+def provider_deleted(twilio: FakeTwilio) -> set[str]:
+    """The recordings whose Twilio copy a DELETE removed."""
+    return {sid for sid, rec in twilio.recordings.items() if rec.media_deleted}
+
+
+def delete_requests(twilio: FakeTwilio, sid: str) -> int:
+    return twilio.count("DELETE", f"/Recordings/{sid}.json")
+
+
 @pytest.fixture
-def retention_settings(env: dict[str, str], twilio: fake_twilio.FakeTwilio) -> Settings:
-    return load({**env, "TWILIO_API_BASE_URL": twilio.url})
+def retention_settings(env: dict[str, str], twilio: FakeTwilio) -> Settings:
+    return load({**env, "TWILIO_API_BASE_URL": twilio.base_url})
 
 
 @pytest.fixture
@@ -45,7 +56,7 @@ AddRecording = Callable[..., Recording]
 
 
 @pytest.fixture
-def add_recording(rt: Runtime, twilio: fake_twilio.FakeTwilio) -> AddRecording:
+def add_recording(rt: Runtime, twilio: FakeTwilio) -> AddRecording:
     """Create a recording as ingestion leaves it: object stored, row `stored`, entry logged."""
 
     def add(
@@ -64,7 +75,7 @@ def add_recording(rt: Runtime, twilio: fake_twilio.FakeTwilio) -> AddRecording:
             key = f"recordings/{started_at:%Y/%m}/{sid}.wav"
             stored = rt.storage.put_stream(key, [content])
         if twilio_copy:
-            twilio.recordings.add(sid)
+            twilio.add(sid)
         values: dict[str, Any] = {
             "recording_sid": sid,
             "call_sid": new_sid("CA"),

@@ -9,15 +9,10 @@ parses it. The real S3Storage then reads it exactly as it would read AWS's answe
 from __future__ import annotations
 
 import re
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
 from callcenter.runtime import Runtime
 from callcenter.storage import S3Storage
@@ -29,37 +24,14 @@ STARTED = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 DUE = datetime(2026, 4, 15, 8, 30, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def s3_client(moto_url: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=moto_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-    )
-
-
-@pytest.fixture
-def bucket(s3_client: Any) -> str:
-    name = f"recordings-{uuid.uuid4().hex[:12]}"
-    s3_client.create_bucket(Bucket=name)
-    s3_client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-    return name
+def bucket(s3_versioned_bucket: str) -> str:
+    return s3_versioned_bucket
 
 
 @pytest.fixture
 def s3_rt(rt: Runtime, s3_client: Any, bucket: str) -> Runtime:
+    # The storage gets this test's client, so that the client's events can deny a key.
     rt.storage = S3Storage(bucket, "audio", client=s3_client)
     return rt
 

@@ -13,8 +13,15 @@ from callcenter.models import Lease, Recording
 from callcenter.runtime import Runtime
 from retention import sweep as sweep_module
 from retention.sweep import sweep
-from tests.retention.conftest import AddRecording, count_entries, entries, reload
-from tests.retention.retention_fakes import FakeTwilio
+from tests.fakes.twilio_api import FakeTwilio
+from tests.retention.conftest import (
+    AddRecording,
+    count_entries,
+    delete_requests,
+    entries,
+    provider_deleted,
+    reload,
+)
 
 RIGA = ZoneInfo("Europe/Riga")
 STARTED = datetime(2026, 1, 15, 9, 30, 0, tzinfo=UTC)
@@ -140,7 +147,7 @@ def test_twilio_copy_is_deleted_before_the_recording_is_marked(
 ) -> None:
     recording = add_recording(STARTED, twilio_copy=True)
     sweep(rt, now=DUE)
-    assert twilio.deleted == [recording.recording_sid]
+    assert provider_deleted(twilio) == {recording.recording_sid}
     row = reload(rt.sessions, recording.recording_sid)
     assert row.status == "deleted" and row.provider_deleted_at is not None
     [entry] = entries(rt.sessions, "deleted")
@@ -151,7 +158,7 @@ def test_twilio_404_counts_as_already_gone(
     rt: Runtime, add_recording: AddRecording, twilio: FakeTwilio
 ) -> None:
     recording = add_recording(STARTED, twilio_copy=True)
-    twilio.recordings.clear()
+    twilio.recordings[recording.recording_sid].media_deleted = True
     assert sweep(rt, now=DUE).deleted == 1
     [entry] = entries(rt.sessions, "deleted")
     assert entry.details["provider_copy"] == "already gone"
@@ -162,7 +169,7 @@ def test_twilio_failure_is_logged_and_retried_at_the_next_run(
     rt: Runtime, add_recording: AddRecording, twilio: FakeTwilio
 ) -> None:
     recording = add_recording(STARTED, twilio_copy=True)
-    twilio.fail[recording.recording_sid] = 500
+    twilio.fail("delete", recording.recording_sid, status=500)
     first = sweep(rt, now=DUE)
     assert (first.deleted, first.failed) == (0, 1)
     row = reload(rt.sessions, recording.recording_sid)
@@ -175,10 +182,9 @@ def test_twilio_failure_is_logged_and_retried_at_the_next_run(
     assert "provider" in failed.details["error"] and "500" in failed.details["error"]
     assert count_entries(rt.sessions, "deleted") == 0
 
-    del twilio.fail[recording.recording_sid]
     second = sweep(rt, now=DUE + timedelta(days=1))
     assert (second.deleted, second.failed) == (1, 0)
-    assert twilio.deleted == [recording.recording_sid]
+    assert provider_deleted(twilio) == {recording.recording_sid}
     assert reload(rt.sessions, recording.recording_sid).status == "deleted"
     assert count_entries(rt.sessions, "deleted", recording.recording_sid) == 1
 
@@ -205,7 +211,7 @@ def test_storage_failure_keeps_the_row_and_records_twilio_progress(
     monkeypatch.setattr(type(rt.storage), "delete_all", real)
     assert sweep(rt, now=DUE).deleted == 1
     # Twilio was asked once only: the retry knew its copy was gone.
-    assert twilio.requests == [("DELETE", recording.recording_sid)]
+    assert delete_requests(twilio, recording.recording_sid) == 1
     assert rt.storage.versions_left(recording.storage_key or "") == 0
 
 
@@ -227,7 +233,7 @@ def test_a_crash_between_storage_deletion_and_commit_is_completed_by_the_next_ru
         sweep(rt, now=DUE)
     # Every copy is gone but nothing was marked or logged as deleted.
     assert rt.storage.versions_left(recording.storage_key or "") == 0
-    assert twilio.deleted == [recording.recording_sid]
+    assert provider_deleted(twilio) == {recording.recording_sid}
     row = reload(rt.sessions, recording.recording_sid)
     assert row.status == "stored" and row.deleted_at is None
     assert count_entries(rt.sessions, "deleted") == 0
@@ -266,7 +272,7 @@ def test_pending_recordings_past_due_lose_twilios_copy_and_are_closed(
     absent = add_recording(STARTED, status="absent")
     report = sweep(rt, now=DUE)
     assert report.deleted == 2
-    assert twilio.deleted == [pending.recording_sid]
+    assert provider_deleted(twilio) == {pending.recording_sid}
     for recording, previous in ((pending, "pending"), (absent, "absent")):
         assert reload(rt.sessions, recording.recording_sid).status == "deleted"
         [entry] = [
