@@ -9,17 +9,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Table, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from callcenter import directory, phones, speech
 from callcenter.hours import DEFAULT_HOURS, LatvianCalendar, WorkingHours, parse_hours
-from callcenter.models import Call, Line
-from callcenter.routing import Plan, Step, find_line, plan_for_line
+from callcenter.models import Call
+from callcenter.routing import Plan, Step, plan_for_line
 from callcenter.settings import Settings
+from callcenter.snapshot import Directory, DirectoryCache
 
 log = logging.getLogger(__name__)
 
@@ -62,94 +64,139 @@ def notice_label(settings: Settings) -> str:
     return "say:" + ",".join(item.language for item in settings.notice_languages)
 
 
-def _answer_for(
-    session: Session, settings: Settings, call: Call, line: Line | None, now: datetime
-) -> Answer:
-    withheld = phones.is_withheld(call.from_number)
-    if line is None:
+@dataclass(frozen=True)
+class CallState:
+    """What the answer to a call depends on, whether just decided or read back from its row."""
+
+    to_number: str
+    from_number: str
+    line_known: bool
+    after_hours: bool
+    plan: list[list[dict[str, Any]]]
+    step: int
+    started_at: datetime
+
+    @classmethod
+    def of(cls, call: Call) -> CallState:
+        return cls(
+            call.to_number,
+            call.from_number,
+            call.line_id is not None,
+            call.after_hours,
+            call.plan,
+            call.step,
+            call.started_at,
+        )
+
+
+def _answer_for(directory: Directory, state: CallState) -> Answer:
+    withheld = phones.is_withheld(state.from_number)
+    line = directory.lines.get(state.to_number)
+    if not state.line_known or line is None:
         return Answer("unknown-line", caller_withheld=withheld)
-    hours = working_hours(session, settings, line.hours, now)
-    if call.after_hours:
+    hours = directory.hours_for(line.hours)
+    if state.after_hours:
         return Answer(
             "closed",
-            message=speech.after_hours_message(hours, call.started_at),
+            message=speech.after_hours_message(hours, state.started_at),
             caller_withheld=withheld,
         )
-    steps = Plan.steps_from_json(call.plan)
-    if call.step >= len(steps):
+    steps = Plan.steps_from_json(state.plan)
+    if state.step >= len(steps):
         return Answer("nobody", message=speech.NOBODY_AVAILABLE, caller_withheld=withheld)
     return Answer(
         "connect",
-        legs=steps[call.step],
-        announcements=tuple(speech.changes_announcement(hours, call.started_at)),
+        legs=steps[state.step],
+        announcements=tuple(speech.changes_announcement(hours, state.started_at)),
         caller_withheld=withheld,
     )
 
 
+# Built once per dialect: constructing an INSERT per call costs more than running it.
+_CALLS = cast(Table, Call.__table__)
+_INSERT_ONCE = {
+    name: dialect_insert(_CALLS)
+    .on_conflict_do_nothing(index_elements=["call_sid"])
+    .returning(_CALLS.c.id)
+    for name, dialect_insert in (("postgresql", postgresql_insert), ("sqlite", sqlite_insert))
+}
+
+
 def start_call(
-    session: Session,
+    connection: Connection,
     settings: Settings,
+    cache: DirectoryCache,
     *,
     call_sid: str,
     from_number: str,
     to_number: str,
     now: datetime,
 ) -> Answer:
-    """Route an incoming call and record it; a retry of the same CallSid answers the same."""
-    existing = session.scalar(select(Call).where(Call.call_sid == call_sid))
-    if existing is not None:
-        line = session.get(Line, existing.line_id) if existing.line_id else None
-        return _answer_for(session, settings, existing, line, now)
+    """Route an incoming call and record it; a retry of the same CallSid answers the same.
 
-    line = find_line(session, to_number)
-    call = Call(
-        call_sid=call_sid,
-        line_id=line.id if line else None,
-        from_number=from_number,
-        to_number=to_number,
-        started_at=now,
-        status="ringing",
-        outcome="in-progress",
-        plan=[],
-        step=0,
-    )
+    The common path is one read of the directory version and one insert, on a bare
+    connection: the directory itself comes from the process's snapshot.
+    """
+    directory = cache.get(connection, now)
+    line = directory.lines.get(to_number)
+    values: dict[str, Any] = {
+        "call_sid": call_sid,
+        "line_id": line.id if line else None,
+        "from_number": from_number,
+        "to_number": to_number,
+        "started_at": now,
+        "updated_at": now,
+        "status": "ringing",
+        "outcome": "in-progress",
+        "plan": [],
+        "step": 0,
+        "after_hours": False,
+        "as_substitute": False,
+    }
     if line is None:
-        call.routing_note = "no line configured for this number"
+        values["routing_note"] = "no line configured for this number"
         log.warning("call %s to unconfigured number %s", call_sid, phones.mask(to_number))
+    elif not directory.hours_for(line.hours).is_open(now):
+        values.update(after_hours=True, outcome="after-hours", routing_note="outside working hours")
     else:
-        hours = working_hours(session, settings, line.hours, now)
-        if not hours.is_open(now):
-            call.after_hours = True
-            call.outcome = "after-hours"
-            call.routing_note = "outside working hours"
-        else:
-            plan = plan_for_line(session, line, now)
-            call.intended = plan.intended
-            call.plan = plan.to_json()
-            call.routing_note = "; ".join(plan.notes) or None
-            if plan.steps:
-                call.notice = notice_label(settings)
-    # A concurrent retry of the same webhook may insert first: then answer from its row.
-    try:
-        with session.begin_nested():
-            session.add(call)
-    except IntegrityError:
-        existing = session.scalar(select(Call).where(Call.call_sid == call_sid))
-        assert existing is not None
-        call = existing
-    return _answer_for(session, settings, call, line, now)
+        plan = plan_for_line(directory, line, now)
+        values.update(
+            intended=plan.intended,
+            plan=plan.to_json(),
+            routing_note="; ".join(plan.notes) or None,
+            notice=notice_label(settings) if plan.steps else None,
+        )
+    inserted = connection.execute(_INSERT_ONCE[connection.dialect.name], values).first()
+    if inserted is None:
+        # A retried webhook: answer from the row written the first time.
+        with Session(bind=connection) as session:
+            existing = find_call(session, call_sid)
+            assert existing is not None
+            state = CallState.of(existing)
+        return _answer_for(directory, state)
+    state = CallState(
+        to_number, from_number, line is not None, values["after_hours"], values["plan"], 0, now
+    )
+    return _answer_for(directory, state)
 
 
-def next_step(session: Session, settings: Settings, call: Call, now: datetime) -> Answer:
+def next_step(
+    session: Session,
+    settings: Settings,
+    call: Call,
+    now: datetime,
+    cache: DirectoryCache | None = None,
+) -> Answer:
     """Move a call whose dial was not answered to its next step, or to the callback offer."""
     steps = Plan.steps_from_json(call.plan)
     if call.step < len(steps):
         call.step += 1
-    line = session.get(Line, call.line_id) if call.line_id else None
     if call.step < len(steps) and call.notice is None:
         # Never connect anyone before the notice: a row without one is not ours to dial.
         call.step = len(steps)
-    return _answer_for(session, settings, call, line, now)
+    if cache is None:
+        cache = DirectoryCache(settings)
+    return _answer_for(cache.get(session.connection(), now), CallState.of(call))
 
 
 def find_call(session: Session, call_sid: str) -> Call | None:

@@ -291,3 +291,16 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(60), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DirectoryVersion(Base):
+    """One row whose number goes up whenever the directory changes.
+
+    The web process keeps a snapshot of the directory and reloads it only when this number
+    moves, so a call costs one tiny read instead of a walk over staff, groups and absences.
+    """
+
+    __tablename__ = "directory_version"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)

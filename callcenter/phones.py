@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
 
 # Latvia: an eight-digit number typed without a country code is Latvian.
@@ -22,6 +24,11 @@ WITHHELD = frozenset(
         "+8656696",
     }
 )
+
+
+_PLAIN_E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+# Numbers that look like E.164 but are Twilio's stand-ins; checked in full.
+_UNLIKELY_PREFIXES = ("+266", "+86282", "+737", "+256", "+8656")
 
 
 class InvalidPhone(ValueError):
@@ -49,6 +56,9 @@ def is_withheld(number: str | None) -> bool:
     value = number.strip().lower()
     if value in WITHHELD:
         return True
+    if _PLAIN_E164.match(value) and not value.startswith(_UNLIKELY_PREFIXES):
+        # The common case, decided without a full parse (it runs on every call).
+        return False
     try:
         return not phonenumbers.is_valid_number(phonenumbers.parse(number, DEFAULT_REGION))
     except phonenumbers.NumberParseException:

@@ -8,14 +8,11 @@ the line's overflow group or, with nobody left, the offer of a callback. Never s
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from callcenter.models import Absence, Line, RingGroup, Staff
+from callcenter.snapshot import Directory, Group, LineInfo, Person
 
 
 @dataclass(frozen=True)
@@ -30,9 +27,14 @@ class Leg:
     chain: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["chain"] = list(self.chain)
-        return data
+        return {
+            "staff_key": self.staff_key,
+            "name": self.name,
+            "phone": self.phone,
+            "for_key": self.for_key,
+            "for_name": self.for_name,
+            "chain": list(self.chain),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Leg:
@@ -59,25 +61,20 @@ class Plan:
 
 
 class _Resolver:
-    """Resolve people against the absences in force at one instant (one query for all)."""
+    """Resolve people against the absences in force at one instant."""
 
-    def __init__(self, session: Session, at: datetime) -> None:
-        self.session = session
-        rows = session.scalars(
-            select(Absence).where(
-                Absence.cancelled_at.is_(None), Absence.starts_at <= at, Absence.ends_at > at
-            )
-        ).all()
-        self.absences = {row.staff_id: row for row in rows}
+    def __init__(self, directory: Directory, at: datetime) -> None:
+        self.directory = directory
+        self.absences = directory.absent_at(at)
         self.notes: list[str] = []
 
-    def resolve(self, person: Staff) -> Leg | None:
+    def resolve(self, person: Person) -> Leg | None:
         """Follow substitutes from `person` to someone present, or None (cycle, all away)."""
         chain = [person.key]
         seen = {person.id}
         current = person
         while current.id in self.absences:
-            substitute = self.absences[current.id].substitute
+            substitute = self.directory.people[self.absences[current.id].substitute_id]
             if substitute.id in seen:
                 self.notes.append(f"substitute cycle {' -> '.join([*chain, substitute.key])}")
                 return None
@@ -99,10 +96,10 @@ class _Resolver:
             chain=tuple(chain),
         )
 
-    def group_steps(self, group: RingGroup, already: set[str]) -> list[Step]:
+    def group_steps(self, group: Group, already: set[str]) -> list[Step]:
         legs: list[Leg] = []
-        for member in group.members:
-            leg = self.resolve(member.staff)
+        for member_id in group.member_ids:
+            leg = self.resolve(self.directory.people[member_id])
             if leg is not None and leg.staff_key not in already:
                 already.add(leg.staff_key)
                 legs.append(leg)
@@ -113,35 +110,28 @@ class _Resolver:
         return [(leg,) for leg in legs]
 
 
-def plan_for_line(session: Session, line: Line, at: datetime) -> Plan:
+def plan_for_line(directory: Directory, line: LineInfo, at: datetime) -> Plan:
     """Plan who the line's call rings at `at`, absences applied."""
-    resolver = _Resolver(session, at)
+    resolver = _Resolver(directory, at)
     steps: list[Step] = []
     dialled: set[str] = set()
     if line.target_staff_id is not None:
-        person = session.get(Staff, line.target_staff_id)
-        assert person is not None
+        person = directory.people[line.target_staff_id]
         intended = f"staff:{person.key}"
         leg = resolver.resolve(person)
         if leg is not None:
             steps.append((leg,))
             dialled.add(leg.staff_key)
     else:
-        group = session.get(RingGroup, line.target_group_id)
-        assert group is not None
+        assert line.target_group_id is not None
+        group = directory.groups[line.target_group_id]
         intended = f"group:{group.key}"
         steps.extend(resolver.group_steps(group, dialled))
     if line.overflow_group_id is not None and line.overflow_group_id != line.target_group_id:
-        overflow = session.get(RingGroup, line.overflow_group_id)
-        assert overflow is not None
-        steps.extend(resolver.group_steps(overflow, dialled))
+        steps.extend(resolver.group_steps(directory.groups[line.overflow_group_id], dialled))
     if not steps:
         resolver.notes.append("nobody available: callback offered")
     return Plan(intended, tuple(steps), tuple(resolver.notes))
-
-
-def find_line(session: Session, number: str) -> Line | None:
-    return session.scalar(select(Line).where(Line.number == number))
 
 
 def legs_in(steps: Sequence[Step]) -> list[Leg]:

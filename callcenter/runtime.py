@@ -15,6 +15,7 @@ from callcenter.db import make_engine, make_sessionmaker, utcnow
 from callcenter.settings import Settings
 
 if TYPE_CHECKING:
+    from callcenter.snapshot import DirectoryCache
     from callcenter.storage import Storage
     from callcenter.twilio_api import TwilioApi
 
@@ -38,6 +39,12 @@ class Runtime:
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
         return make_sessionmaker(self.engine)
+
+    @cached_property
+    def directory(self) -> DirectoryCache:
+        from callcenter.snapshot import DirectoryCache
+
+        return DirectoryCache(self.settings)
 
     @cached_property
     def storage(self) -> Storage:

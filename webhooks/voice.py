@@ -18,6 +18,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from callcenter import callbacks, calls, phones, speech
 from callcenter.db import transaction
 from callcenter.runtime import Runtime
+from callcenter.settings import Settings
 from webhooks import twiml
 from webhooks.security import MissingField, require, twilio_webhook
 
@@ -30,11 +31,11 @@ def _runtime() -> Runtime:
     return current_app.extensions["callcenter.runtime"]
 
 
-def _xml(response: VoiceResponse) -> Response:
+def _xml(response: VoiceResponse | str) -> Response:
     return Response(str(response), status=200, mimetype="text/xml")
 
 
-def voice_route(view: Callable[..., VoiceResponse]) -> Callable[..., Response]:
+def voice_route(view: Callable[..., VoiceResponse | str]) -> Callable[..., Response]:
     """Render a view's TwiML; on any failure, apologise and fall back instead of a 500."""
 
     @functools.wraps(view)
@@ -60,27 +61,37 @@ def _check_account(form: dict[str, str]) -> None:
 @bp.post(twiml.VOICE)
 @twilio_webhook
 @voice_route
-def voice() -> VoiceResponse:
+def voice() -> str:
     """A call arrives: the notice, then the dial; or the hours and a callback offer."""
     form = require(request.form, "CallSid", "From", "To")
     _check_account(form)
     runtime = _runtime()
     settings = runtime.settings
-    with transaction(runtime.sessions) as session:
+    # A bare connection, not an ORM session: this is the path every call takes.
+    with runtime.engine.begin() as connection:
         answer = calls.start_call(
-            session,
+            connection,
             settings,
+            runtime.directory,
             call_sid=form["CallSid"],
             from_number=form["From"],
             to_number=form["To"],
             now=runtime.now(),
         )
     log.info("call %s from %s: %s", form["CallSid"], phones.mask(form["From"]), answer.kind)
-    return _render(answer, first_contact=True)
+    return _render_xml(settings, answer, first_contact=True)
 
 
-def _render(answer: calls.Answer, *, first_contact: bool) -> VoiceResponse:
-    settings = _runtime().settings
+@functools.lru_cache(maxsize=512)
+def _render_xml(settings: Settings, answer: calls.Answer, *, first_contact: bool) -> str:
+    """Render an answer; the same answer always renders the same, so it is done once."""
+    return str(_render(answer, first_contact=first_contact, settings=settings))
+
+
+def _render(
+    answer: calls.Answer, *, first_contact: bool, settings: Settings | None = None
+) -> VoiceResponse:
+    settings = settings or _runtime().settings
     if answer.kind == "connect":
         return twiml.connect(
             settings,

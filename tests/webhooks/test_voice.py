@@ -66,11 +66,12 @@ def absence(
         directory.add_absence(session, who, starts_at=start, ends_at=end, substitute_key=sub)
 
 
-def unreachable_database() -> sessionmaker[Session]:
-    """A database server that refuses connections (nothing listens on port 1)."""
+def unreachable_database(runtime: Runtime) -> None:
+    """Point the service at a database server that refuses connections (port 1)."""
     from callcenter.db import make_engine, make_sessionmaker
 
-    return make_sessionmaker(make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none"))
+    runtime.engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    runtime.sessions = make_sessionmaker(runtime.engine)
 
 
 def voice_form(call_sid: str = "CA" + "1" * 32, to: str = DIRECT, caller: str = CALLER) -> dict:
@@ -494,7 +495,7 @@ def test_wrong_method_is_405(client) -> None:  # type: ignore[no-untyped-def]
 def test_database_failure_still_answers_with_notice_and_fallback(
     staffed: None, at: Callable, runtime: Runtime, twilio_post: TwilioPost, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
-    runtime.sessions = unreachable_database()
+    unreachable_database(runtime)
     root = twiml(twilio_post("/twilio/voice", voice_form()))
     assert [v.tag for v in root][:3] == ["Say", "Say", "Dial"]
     assert "traucējumi" in (root[0].text or "")
@@ -506,7 +507,7 @@ def test_database_failure_still_answers_with_notice_and_fallback(
 def test_fallback_route_needs_no_database(
     runtime: Runtime, twilio_post: TwilioPost, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
-    runtime.sessions = unreachable_database()
+    unreachable_database(runtime)
     root = twiml(twilio_post("/twilio/voice/fallback", voice_form()))
     assert_notice_before_dial(root)
     assert dialled(root) == ["+37167000000"]

@@ -20,6 +20,13 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
+        "directory_version",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("version", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.execute("INSERT INTO directory_version (id, version) VALUES (1, 0)")
+    op.create_table(
         "hours_changes",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
@@ -337,6 +344,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("directory_version")
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS retention_log_append_only ON retention_log")
