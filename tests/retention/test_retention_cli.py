@@ -1,0 +1,200 @@
+"""`callcenter retention ...` as an operator runs it: exit codes, one-line errors, JSON and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine
+
+from callcenter.cli import main
+from callcenter.runtime import Runtime
+from tests.fakes.twilio_api import FakeTwilio
+from tests.retention.conftest import AddRecording, entries, reload
+from tests.retention.test_retention_verify import tamper
+
+LONG_AGO = datetime(2024, 1, 15, 9, 30, tzinfo=UTC)
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+Invoke = Callable[..., Result]
+
+
+@pytest.fixture
+def run(
+    env: dict[str, str],
+    rt: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Invoke:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TWILIO_API_BASE_URL", rt.settings.twilio_api_base_url)
+    monkeypatch.setenv("USER", "compliance-officer")
+
+    def invoke(*args: str) -> Result:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return invoke
+
+
+def test_dry_run_lists_what_would_go_and_changes_nothing(
+    run: Invoke, rt: Runtime, add_recording: AddRecording
+) -> None:
+    due = add_recording(LONG_AGO)
+    held = add_recording(LONG_AGO, on_hold=True)
+    add_recording(datetime.now(UTC))
+    before = len(entries(rt.sessions))
+    result = run("retention", "run", "--dry-run")
+    assert result.code == 0
+    assert f"would delete  {due.recording_sid}" in result.out
+    assert f"held          {held.recording_sid}" in result.out
+    assert "dry run: 1 would be deleted, 1 held; nothing was changed" in result.out
+    assert len(entries(rt.sessions)) == before
+
+
+def test_run_deletes_what_is_due(run: Invoke, rt: Runtime, add_recording: AddRecording) -> None:
+    due = add_recording(LONG_AGO)
+    kept = add_recording(datetime.now(UTC) - timedelta(days=1))
+    result = run("retention", "run")
+    assert result.code == 0, result.err
+    assert "retention run: 1 deleted, 0 failed, 0 held" in result.out
+    assert reload(rt.sessions, due.recording_sid).status == "deleted"
+    assert reload(rt.sessions, kept.recording_sid).status == "stored"
+
+
+def test_run_with_failures_exits_non_zero(
+    run: Invoke, rt: Runtime, add_recording: AddRecording, twilio: FakeTwilio
+) -> None:
+    recording = add_recording(LONG_AGO, twilio_copy=True)
+    twilio.fail("delete", recording.recording_sid, status=500)
+    result = run("retention", "run")
+    assert result.code == 1
+    assert result.err.strip().splitlines()[-1] == (
+        "callcenter: 1 deletions failed (logged as delete_failed); they are retried at the next run"
+    )
+
+
+def test_hold_release_and_list(run: Invoke, rt: Runtime, add_recording: AddRecording) -> None:
+    recording = add_recording(LONG_AGO)
+    sid = recording.recording_sid
+    result = run("retention", "hold", sid, "--reason", "Case 2026/17")
+    assert result.code == 0, result.err
+    assert result.out.strip() == f"hold placed on {sid} by compliance-officer"
+
+    listed = run("retention", "holds", "--json")
+    [hold] = json.loads(listed.out)
+    assert (hold["recording_sid"], hold["reason"], hold["placed_by"]) == (
+        sid,
+        "Case 2026/17",
+        "compliance-officer",
+    )
+    assert run("retention", "run").code == 0
+    assert reload(rt.sessions, sid).status == "stored"
+
+    result = run("retention", "release", sid, "--reason", "Case closed", "--by", "auditor")
+    assert result.code == 0, result.err
+    assert "deleted at the next sweep" in result.out
+    assert json.loads(run("retention", "holds", "--json").out) == []
+    run("retention", "run")
+    assert reload(rt.sessions, sid).status == "deleted"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("hold", "RE" + "0" * 32, "--reason", "x"), "no recording RE" + "0" * 32),
+        (("hold", "{sid}", "--reason", "  "), "a reason is required"),
+        (("release", "{sid}", "--reason", "x"), "is not on hold"),
+    ],
+)
+def test_hold_errors_are_one_line_and_non_zero(
+    run: Invoke, add_recording: AddRecording, args: tuple[str, ...], message: str
+) -> None:
+    sid = add_recording(LONG_AGO).recording_sid
+    result = run("retention", *(a.format(sid=sid) for a in args))
+    assert result.code == 1
+    assert len(result.err.strip().splitlines()) == 1
+    assert message in result.err
+
+
+def test_hold_twice_is_refused(run: Invoke, add_recording: AddRecording) -> None:
+    sid = add_recording(LONG_AGO).recording_sid
+    assert run("retention", "hold", sid, "--reason", "a").code == 0
+    again = run("retention", "hold", sid, "--reason", "b")
+    assert (again.code, again.err.strip()) == (
+        1,
+        f"callcenter: recording {sid} is already on hold",
+    )
+
+
+def test_log_as_json_and_csv(run: Invoke, rt: Runtime, add_recording: AddRecording) -> None:
+    recording = add_recording(LONG_AGO)
+    run("retention", "run")
+    as_json = json.loads(run("retention", "log", "--format", "json").out)
+    events = [e["event"] for e in as_json]
+    assert events == ["stored", "sweep_started", "deleted", "sweep_finished"]
+    for entry in as_json:
+        assert {"at", "event", "recording_sid", "hash", "prev_hash", "seq", "actor"} <= set(entry)
+        at = datetime.fromisoformat(entry["at"])
+        assert at.utcoffset() in (timedelta(hours=2), timedelta(hours=3))
+    assert as_json[0]["recording_sid"] == recording.recording_sid
+    assert as_json[0]["at"] == "2024-01-15T11:35:00+02:00"
+
+    as_csv = run("retention", "log", "--format", "csv").out
+    rows = list(csv.DictReader(io.StringIO(as_csv)))
+    assert [r["event"] for r in rows] == events
+    assert rows[2]["hash"] == as_json[2]["hash"]
+
+    since = run("retention", "log", "--since", "2024-01-15T11:36:00")
+    assert [e["event"] for e in json.loads(since.out)] == events[1:]
+    bad = run("retention", "log", "--since", "yesterday")
+    assert bad.code == 1 and "--since" in bad.err
+
+
+def test_verify_is_clean_then_names_each_mismatch(
+    run: Invoke, rt: Runtime, engine: Engine, add_recording: AddRecording
+) -> None:
+    add_recording(LONG_AGO)
+    add_recording(datetime.now(UTC))
+    run("retention", "run")
+    clean = run("retention", "verify")
+    assert clean.code == 0, clean.out + clean.err
+    assert clean.out.startswith("retention verify: ok: 5 log entries chained")
+    assert run("retention", "verify", "--sample", "1").code == 0
+
+    tamper(engine, "UPDATE retention_log SET actor = 'x' WHERE seq = 1")
+    broken = run("retention", "verify")
+    assert broken.code == 1
+    assert broken.out.splitlines() == ["chain: entry 1: content does not match its hash (edited)"]
+    assert broken.err.strip() == "callcenter: retention verify: 1 mismatch(es) found"
+
+
+def test_upcoming_lists_what_goes_when(run: Invoke, add_recording: AddRecording) -> None:
+    # Three calendar months are 89 to 92 days: this one is due within the next 4 days.
+    soon = add_recording(datetime.now(UTC) - timedelta(days=88))
+    add_recording(datetime.now(UTC) - timedelta(days=10))
+    rows = json.loads(run("retention", "upcoming", "--days", "14", "--json").out)
+    assert [r["recording_sid"] for r in rows] == [soon.recording_sid]
+    assert rows[0]["on_hold"] is False
+    assert datetime.fromisoformat(rows[0]["due_at"]).utcoffset() is not None
+    table = run("retention", "upcoming").out
+    assert soon.recording_sid in table and "recording_sid" in table.splitlines()[0]
