@@ -519,3 +519,32 @@ def test_unknown_line_still_hears_notice_before_fallback(
     root = twiml(twilio_post("/twilio/voice", voice_form(to="+37167009999")))
     assert_notice_before_dial(root)
     assert dialled(root) == ["+37167000000"]
+
+
+def test_directory_changes_reach_the_next_call_in_a_running_process(
+    staffed: None, at: Callable, sessions: sessionmaker, runtime: Runtime, twilio_post: TwilioPost
+) -> None:
+    assert dialled(twiml(twilio_post("/twilio/voice", voice_form("CA" + "4" * 32)))) == [
+        "+37120000001"
+    ]
+    loads = runtime.directory.loads
+    # Unchanged directory: the next call is answered from the snapshot.
+    twiml(twilio_post("/twilio/voice", voice_form("CA" + "5" * 32)))
+    assert runtime.directory.loads == loads
+    # Another process (the CLI) records an absence: the very next call sees it.
+    absence(
+        sessions,
+        "jberzins",
+        "lozola",
+        MONDAY_MORNING - timedelta(hours=1),
+        MONDAY_MORNING + timedelta(hours=1),
+    )
+    assert dialled(twiml(twilio_post("/twilio/voice", voice_form("CA" + "6" * 32)))) == [
+        "+37120000002"
+    ]
+    with sessions.begin() as session:
+        cancelled = directory.list_absences(session)[0]
+        directory.cancel_absence(session, cancelled.id, now=MONDAY_MORNING)
+    assert dialled(twiml(twilio_post("/twilio/voice", voice_form("CA" + "7" * 32)))) == [
+        "+37120000001"
+    ]
