@@ -121,6 +121,23 @@ def parse_twilio_time(value: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
+# Twilio recorded nothing before this; a start time outside [this, now + a day] is not real.
+EARLIEST_START = datetime(2008, 1, 1, tzinfo=UTC)
+START_CLOCK_SKEW = timedelta(days=1)
+
+
+def check_start_time(started_at: datetime, now: datetime) -> datetime:
+    """Return a plausible recording start time; raise ValueError otherwise.
+
+    Rules: the retention clock runs from this instant, so an absurd value must not get in: one
+    far in the past would make the audio due at once, one far in the future would keep it
+    forever (or overflow the calendar arithmetic).
+    """
+    if not EARLIEST_START <= started_at <= now + START_CLOCK_SKEW:
+        raise ValueError(f"start time {started_at.isoformat()} is not plausible")
+    return started_at
+
+
 @dataclass(frozen=True)
 class RecordingCallback:
     """A parsed recordingStatusCallback (without `in-progress`, which needs nothing done)."""
@@ -629,6 +646,11 @@ def ingest_pending(
     return report
 
 
+def ingest(runtime: Runtime, now: datetime, **kwargs: Any) -> IngestReport:
+    """Run `ingest_pending` with a runtime's database, storage and Twilio API (for jobs)."""
+    return ingest_pending(runtime.sessions, runtime.storage, runtime.twilio, now=now, **kwargs)
+
+
 # --- reconciliation -------------------------------------------------------------------------
 
 
@@ -739,7 +761,7 @@ def _reconcile_batch(
         if item.get("status") != "completed":
             continue
         try:
-            new_rows.append(_row_from_listing(item, runtime.settings))
+            new_rows.append(_row_from_listing(item, now))
         except ValueError as exc:
             report.skipped[sid] = str(exc)
     if not new_rows:
@@ -766,7 +788,7 @@ def _reconcile_batch(
     return to_delete
 
 
-def _row_from_listing(item: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def _row_from_listing(item: dict[str, Any], now: datetime) -> dict[str, Any]:
     raw_start = item.get("start_time") or item.get("date_created")
     if not raw_start:
         raise ValueError("no start_time or date_created")
@@ -776,7 +798,7 @@ def _row_from_listing(item: dict[str, Any], settings: Settings) -> dict[str, Any
     return {
         "recording_sid": item["sid"],
         "call_sid": call_sid,
-        "started_at": parse_twilio_time(str(raw_start)),
+        "started_at": check_start_time(parse_twilio_time(str(raw_start)), now),
         "duration_seconds": _optional_int(item.get("duration")),
         "channels": _optional_int(item.get("channels")),
         "source": (str(item["source"])[:40] if item.get("source") else None),

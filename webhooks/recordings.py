@@ -1,7 +1,8 @@
 """`/twilio/recording-status`: a recording is ready (or absent) at Twilio.
 
 The view stores a pending row and answers 204 at once: Twilio waits 15 s at most, and the
-download happens later in the ingestion job, never here.
+download happens later in the ingestion job, never here. RecordingStartTime is RFC 2822 (as
+Twilio writes it) or ISO 8601; one without an offset is UTC, as all of Twilio's times are.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from flask import Blueprint, Response, abort, current_app, request
 from werkzeug.datastructures import MultiDict
 
 from callcenter.db import transaction
-from callcenter.recordings import CALL_SID, RecordingCallback, parse_twilio_time, record_callback
+from callcenter.recordings import (
+    CALL_SID,
+    RecordingCallback,
+    check_start_time,
+    parse_twilio_time,
+    record_callback,
+)
 from callcenter.runtime import Runtime
 from callcenter.twilio_api import RECORDING_SID
 from webhooks.security import MissingField, require, twilio_webhook
@@ -70,6 +77,10 @@ def parse_callback(form: MultiDict[str, str], *, received_at: datetime) -> Recor
             started_at = parse_twilio_time(raw_start)
         except ValueError:
             raise BadField(f"RecordingStartTime is not a time: {raw_start!r}") from None
+        try:
+            check_start_time(started_at, received_at)
+        except ValueError as exc:
+            raise BadField(f"RecordingStartTime: {exc}") from None
     else:
         # Twilio always sends it; should it ever not, the time we heard of the recording is
         # later than its start, so the retention clock errs on keeping audio longer.

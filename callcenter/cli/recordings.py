@@ -60,7 +60,7 @@ def reconcile(since: str | None, no_ingest: bool) -> None:
     for sid, error in sorted(report.failed.items()):
         click.echo(f"{sid}: will retry: {error}", err=True)
     if report.created and not no_ingest:
-        ingested = recordings.ingest_pending(rt.sessions, rt.storage, rt.twilio, now=now())
+        ingested = recordings.ingest(rt, now())
         click.echo(
             f"ingested {len(ingested.stored)}, failed {len(ingested.failed)} (retried later)"
         )

@@ -76,6 +76,17 @@ def test_recordings_whose_callback_never_came_are_queued_and_then_ingested(
     assert [e for e, _ in events(session)].count("provider_copy_deleted") == 5
 
 
+def test_listed_recordings_that_make_no_sense_are_skipped_not_stored(
+    runtime: Runtime, session: Session, fake_twilio: FakeTwilio
+) -> None:
+    odd = fake_twilio.add(start_time=datetime(2001, 1, 1, tzinfo=UTC))
+    no_call = fake_twilio.add(call_sid="")
+    report = reconcile(runtime, NOW)
+    assert set(report.skipped) == {odd.sid, no_call.sid}
+    assert report.created == []
+    assert rows(session) == {}
+
+
 def test_a_recording_known_through_its_callback_is_not_duplicated(
     runtime: Runtime, session: Session, fake_twilio: FakeTwilio, post_recording: PostRecording
 ) -> None:

@@ -71,7 +71,17 @@ def test_iso_8601_start_time_is_accepted(
     assert row.started_at == datetime(2026, 1, 31, 20, 30, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("value", ["yesterday", "Mon, 32 Aug 2016 11:21:15 +0000", "2026-13-01"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "yesterday",
+        "Mon, 32 Aug 2016 11:21:15 +0000",
+        "2026-13-01",
+        # Parseable, but the retention clock must not start a millennium away.
+        "Fri, 31 Dec 9999 23:00:00 +0000",
+        "0001-01-01T00:00:00+00:00",
+    ],
+)
 def test_malformed_start_time_is_refused_with_400_and_nothing_stored(
     post_recording: PostRecording, fake_twilio: FakeTwilio, session: Session, value: str
 ) -> None:
