@@ -1,0 +1,1 @@
+"""The recording lifecycle: callback, ingestion, storage, Twilio adapter, reconciliation."""
