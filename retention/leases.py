@@ -32,14 +32,7 @@ def acquire(session: Session, name: str, holder: str, *, now: datetime, ttl: tim
     Rules: a lease held by someone else and not yet expired is refused; an expired one is taken
     over; our own is renewed.
     """
-    taken = session.execute(
-        update(Lease)
-        .where(Lease.name == name)
-        .where((Lease.holder == holder) | (Lease.expires_at <= now))
-        .values(holder=holder, expires_at=now + ttl)
-        .execution_options(synchronize_session=False)
-    )
-    if taken.rowcount == 1:  # type: ignore[attr-defined]
+    if _take(session, name, holder, now=now, ttl=ttl):
         return True
     # No row, or a row held by someone else: only an INSERT can still win, and only if no row
     # exists. A savepoint keeps the caller's transaction usable when another writer won.
@@ -47,8 +40,21 @@ def acquire(session: Session, name: str, holder: str, *, now: datetime, ttl: tim
         with session.begin_nested():
             session.execute(insert(Lease).values(name=name, holder=holder, expires_at=now + ttl))
     except IntegrityError:
-        return False
+        # Someone inserted first; that may have been this same holder from another thread
+        # (the scheduler's jobs renew concurrently), so try the conditional UPDATE once more.
+        return _take(session, name, holder, now=now, ttl=ttl)
     return True
+
+
+def _take(session: Session, name: str, holder: str, *, now: datetime, ttl: timedelta) -> bool:
+    taken = session.execute(
+        update(Lease)
+        .where(Lease.name == name)
+        .where((Lease.holder == holder) | (Lease.expires_at <= now))
+        .values(holder=holder, expires_at=now + ttl)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def release(session: Session, name: str, holder: str) -> None:

@@ -82,28 +82,30 @@ class SchedulerLease:
     def __init__(self, runtime: Runtime, holder: str | None = None) -> None:
         self.runtime = runtime
         self.holder = holder or leases.holder_id("scheduler")
-        self.held = False
+        # None until the first renewal: logging says what changed, not the same thing each time.
+        self.held: bool | None = None
 
     def renew(self, now: datetime) -> bool:
-        """Take or renew the lease; log when this process starts or stops being the one."""
+        """Take or renew the lease; log only when this process starts or stops being the one."""
         try:
             with transaction(self.runtime.sessions) as session:
                 ours = leases.acquire(session, SCHEDULER_LEASE, self.holder, now=now, ttl=LEASE_TTL)
         except Exception:
             log.exception("scheduler lease: could not reach the database")
             ours = False
-        if ours and not self.held:
-            log.info("scheduler lease taken by %s: running jobs", self.holder)
-        elif not ours and self.held:
+        if ours and self.held is not True:
+            log.info("scheduler lease taken by %s: running the jobs", self.holder)
+        elif not ours and self.held is True:
             log.warning("scheduler lease lost: idling until it is free again")
-        elif not ours:
-            log.info("another scheduler holds the lease: this one idles and waits")
+        elif not ours and self.held is None:
+            log.warning(
+                "another scheduler holds the lease: this one idles and takes over if it stops"
+            )
         self.held = ours
         return ours
 
     def release(self) -> None:
-        if not self.held:
-            return
+        """Give the lease up at a clean stop, so a replacement need not wait for it to expire."""
         with transaction(self.runtime.sessions) as session:
             leases.release(session, SCHEDULER_LEASE, self.holder)
         self.held = False
@@ -117,7 +119,7 @@ def guarded(
     def run() -> None:
         now = _now()
         if not lease.renew(now):
-            log.info("job %s skipped: another scheduler holds the lease", name)
+            log.debug("job %s skipped: another scheduler holds the lease", name)
             return
         job(lease.runtime, now)
 
@@ -165,13 +167,13 @@ def build_scheduler(
         CronTrigger(hour=SWEEP_HOUR, minute=SWEEP_MINUTE, timezone=zone),
         id="retention-sweep",
         # Once at start as well: a process down at 02:30 must not skip a day.
-        next_run_time=started + timedelta(seconds=5),
+        next_run_time=started,
     )
     scheduler.add_job(
         guarded(lease, "ingest-recordings", ingest_job),
         IntervalTrigger(seconds=INGEST_INTERVAL.total_seconds(), timezone=zone),
         id="ingest-recordings",
-        next_run_time=started + timedelta(seconds=2),
+        next_run_time=started,
     )
     scheduler.add_job(
         guarded(lease, "reconcile-recordings", reconcile_job),

@@ -14,8 +14,10 @@ RIGA = ZoneInfo("Europe/Riga")
 SETTINGS = Settings()
 
 
-def local(*args: int) -> datetime:
-    return datetime(*args, tzinfo=RIGA)
+def local(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=RIGA)
 
 
 @pytest.mark.parametrize(
