@@ -36,9 +36,9 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from callcenter import callbacks, calls, phones
 from callcenter.db import is_postgres
@@ -173,65 +173,72 @@ def _seconds(payload: Mapping[str, Any], name: str) -> int | None:
 # Finding the call -------------------------------------------------------------------------
 
 
-def find_parent(session: Session, form: Mapping[str, str]) -> Call | None:
-    """Find the caller's call an event is about: ParentCallSid, CallSid, or a leg seen before."""
+# Built once: a webhook should not spend its milliseconds composing the same SQL again.
+_FIND_CALLS = select(Call.id, Call.call_sid).where(
+    Call.call_sid.in_(bindparam("sids", expanding=True))
+)
+_LOCK_CALL = (
+    select(Call)
+    .where(Call.id == bindparam("call_id"))
+    .options(lazyload(Call.answered_by))
+    # key_share makes this FOR NO KEY UPDATE on PostgreSQL, which leaves alone the KEY SHARE
+    # lock each event's foreign key takes on this row; FOR UPDATE would deadlock two events.
+    .with_for_update(of=Call, key_share=True)
+    # The row read before the event's insert may be stale by now.
+    .execution_options(populate_existing=True)
+)
+_EVENTS_OF = (
+    select(CallEvent).where(CallEvent.call_id == bindparam("call_id")).order_by(CallEvent.id)
+)
+_INSERT_EVENT = {
+    name: dialect.insert(CallEvent.__table__)
+    .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    .returning(CallEvent.__table__.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
+def find_parent(session: Session, form: Mapping[str, str]) -> int | None:
+    """Return the id of the caller's call an event is about: by ParentCallSid, else CallSid.
+
+    Events of a <Number> leg carry the leg's CallSid and the caller's as ParentCallSid; the
+    caller's own leg reports with its CallSid alone.
+    """
     parent_sid = (form.get("ParentCallSid") or "").strip()
     sid = (form.get("CallSid") or "").strip()
-    for candidate in (parent_sid, sid):
-        if candidate:
-            call = calls.find_call(session, candidate)
-            if call is not None:
-                return call
-    if sid:
-        # A child leg whose later events came without ParentCallSid: its first one tied it.
-        call_id = session.scalar(select(CallEvent.call_id).where(CallEvent.leg_sid == sid).limit(1))
-        if call_id is not None:
-            return session.get(Call, call_id)
-    return None
+    sids = [candidate for candidate in (parent_sid, sid) if candidate]
+    if not sids:
+        return None
+    found = {row.call_sid: row.id for row in session.execute(_FIND_CALLS, {"sids": sids})}
+    return next((found[candidate] for candidate in sids if candidate in found), None)
 
 
-def store_event(session: Session, call: Call, event: Event, now: datetime) -> bool:
+def store_event(session: Session, call_id: int, event: Event, now: datetime) -> bool:
     """Insert the event unless its key is stored already; return whether this call inserted it.
 
     ON CONFLICT DO NOTHING makes two copies arriving at the same moment safe: the second
     waits for the first to commit and then inserts nothing, with no error to roll back.
     """
-    dialect = postgresql if is_postgres(session) else sqlite
-    statement = (
-        dialect.insert(CallEvent)
-        .values(
-            call_id=call.id,
-            dedupe_key=event.dedupe_key,
-            kind=event.kind,
-            leg_sid=event.leg_sid,
-            status=event.status,
-            payload=event.payload,
-            received_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(CallEvent.id)
-    )
-    return session.execute(statement).scalar() is not None
+    statement = _INSERT_EVENT["postgresql" if is_postgres(session) else "sqlite"]
+    values = {
+        "call_id": call_id,
+        "dedupe_key": event.dedupe_key,
+        "kind": event.kind,
+        "leg_sid": event.leg_sid,
+        "status": event.status,
+        "payload": event.payload,
+        "received_at": now,
+    }
+    return session.connection().execute(statement, values).first() is not None
 
 
-def _lock(session: Session, call: Call) -> Call:
-    """Reload the call under a row lock so events applied at once queue up, not overwrite."""
-    # populate_existing: the row read before the insert may be stale by now. key_share makes
-    # it FOR NO KEY UPDATE on PostgreSQL, which leaves alone the KEY SHARE lock that each
-    # event's foreign key takes on this row; plain FOR UPDATE would deadlock two events.
-    locked = session.execute(
-        select(Call)
-        .where(Call.id == call.id)
-        .with_for_update(of=Call, key_share=True)
-        .execution_options(populate_existing=True)
-    ).scalar_one()
-    return locked
+def lock_call(session: Session, call_id: int) -> Call:
+    """Load the call under a row lock so events applied at once queue up, not overwrite."""
+    return session.execute(_LOCK_CALL, {"call_id": call_id}).scalar_one()
 
 
-def events_of(session: Session, call: Call) -> Sequence[CallEvent]:
-    return session.scalars(
-        select(CallEvent).where(CallEvent.call_id == call.id).order_by(CallEvent.id)
-    ).all()
+def events_of(session: Session, call_id: int) -> Sequence[CallEvent]:
+    return session.scalars(_EVENTS_OF, {"call_id": call_id}).all()
 
 
 # Deriving the outcome -----------------------------------------------------------------------
@@ -429,10 +436,10 @@ def waiting_for_callback(call: Call) -> bool:
 # Applying events ----------------------------------------------------------------------------
 
 
-def apply(session: Session, settings: Settings, call: Call, *, now: datetime) -> Call:
+def apply(session: Session, settings: Settings, call_id: int, *, now: datetime) -> Call:
     """Derive the call's outcome from all its events and write it, with what follows from it."""
-    call = _lock(session, call)
-    derived = derive(call, events_of(session, call))
+    call = lock_call(session, call_id)
+    derived = derive(call, events_of(session, call_id))
     before_outcome = call.outcome
     before_waiting = waiting_for_callback(call)
 
@@ -493,12 +500,12 @@ def record_status(
 ) -> Literal["unknown", "duplicate", "applied"]:
     """Store a status callback once and apply it to the caller's call."""
     event = status_event(form)
-    call = find_parent(session, form)
-    if call is None:
+    call_id = find_parent(session, form)
+    if call_id is None:
         return "unknown"
-    if not store_event(session, call, event, now):
+    if not store_event(session, call_id, event, now):
         return "duplicate"
-    apply(session, settings, call, now=now)
+    apply(session, settings, call_id, now=now)
     return "applied"
 
 
@@ -507,9 +514,9 @@ def record_dial(
 ) -> bool:
     """Store a dial-complete callback once and apply it; return whether it was new."""
     event = dial_event(form, call.step)
-    if not store_event(session, call, event, now):
+    if not store_event(session, call.id, event, now):
         return False
-    apply(session, settings, call, now=now)
+    apply(session, settings, call.id, now=now)
     return True
 
 
@@ -524,8 +531,7 @@ def dial_ended(
     if status == "canceled" or form.get("CallStatus") == "completed":
         # The caller hung up: there is nobody left to speak to.
         return None
-    if not new:
-        call = _lock(session, call)
+    call = lock_call(session, call.id)
     if call.status in LEG_ENDED:
         # The caller's own leg already reported its end (callbacks arrive in any order).
         return None

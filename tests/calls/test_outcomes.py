@@ -293,19 +293,6 @@ def test_finished_outcomes_never_move_back() -> None:
     assert max(RANK, key=RANK.__getitem__) == "answered"
 
 
-def test_child_leg_events_without_parent_sid_find_their_call(
-    phone: Phone, clock: Clock, session: Session
-) -> None:
-    call = phone()
-    call.start()
-    leg = sid()
-    call.status(call.leg_form(leg, ANDRIS, "ringing"))
-    later = call.leg_form(leg, ANDRIS, "in-progress")
-    del later["ParentCallSid"]
-    call.status(later)
-    assert load_call(session, call.call_sid).outcome == "answered"
-
-
 # Refusals --------------------------------------------------------------------------------
 
 
