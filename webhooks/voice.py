@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 from twilio.twiml.voice_response import VoiceResponse
+from werkzeug.exceptions import HTTPException
 
 from callcenter import callbacks, calls, phones, speech
 from callcenter.db import transaction
@@ -44,6 +45,8 @@ def voice_route(view: Callable[..., VoiceResponse | str]) -> Callable[..., Respo
             return _xml(view(*args, **kwargs))
         except MissingField as exc:
             return Response(str(exc), status=400, mimetype="text/plain")
+        except HTTPException:
+            raise  # 403 for a bad signature, and the like: answers, not failures
         except Exception:
             log.exception("voice route %s failed; answering with the fallback", request.path)
             return _xml(twiml.fallback(_runtime().settings, apology=True))
@@ -59,8 +62,8 @@ def _check_account(form: dict[str, str]) -> None:
 
 
 @bp.post(twiml.VOICE)
-@twilio_webhook
 @voice_route
+@twilio_webhook
 def voice() -> str:
     """A call arrives: the notice, then the dial; or the hours and a callback offer."""
     form = require(request.form, "CallSid", "From", "To")
@@ -105,16 +108,16 @@ def _render(
 
 
 @bp.post(twiml.FALLBACK)
-@twilio_webhook
 @voice_route
+@twilio_webhook
 def fallback() -> VoiceResponse:
     """Twilio's Fallback URL: the notice and the fallback number, touching no database."""
     return twiml.fallback(_runtime().settings, apology=True)
 
 
 @bp.post(twiml.DIAL_COMPLETE)
-@twilio_webhook
 @voice_route
+@twilio_webhook
 def dial_complete() -> VoiceResponse:
     """A dial ended: done if answered; otherwise the next target, then a callback offer."""
     form = require(request.form, "CallSid", "DialCallStatus")
@@ -140,8 +143,8 @@ def dial_complete() -> VoiceResponse:
 
 
 @bp.post(twiml.WHISPER)
-@twilio_webhook
 @voice_route
+@twilio_webhook
 def whisper() -> VoiceResponse:
     """On the substitute's leg: say whose call it is, connect only on a key press of 1."""
     form = require(request.form, "CallSid")
@@ -167,8 +170,8 @@ def whisper() -> VoiceResponse:
 
 
 @bp.post(twiml.CALLBACK_REQUEST)
-@twilio_webhook
 @voice_route
+@twilio_webhook
 def callback_request() -> VoiceResponse:
     """The caller's answer to the callback offer: 1 = this number, 2 = key in another."""
     form = require(request.form, "CallSid")

@@ -548,3 +548,13 @@ def test_directory_changes_reach_the_next_call_in_a_running_process(
     assert dialled(twiml(twilio_post("/twilio/voice", voice_form("CA" + "7" * 32)))) == [
         "+37120000001"
     ]
+
+
+def test_a_failure_while_checking_the_signature_still_answers_twiml(
+    runtime: Runtime, twilio_post: TwilioPost
+) -> None:
+    # A token lost after start (cannot happen through settings, but code can fail anywhere).
+    runtime.settings = runtime.settings.with_overrides(twilio_auth_token=None)
+    root = twiml(twilio_post("/twilio/voice", voice_form()))
+    assert_notice_before_dial(root)
+    assert dialled(root) == ["+37167000000"]
