@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from callcenter.db import is_postgres
@@ -113,6 +113,68 @@ def append(
     session.add(entry)
     session.flush()
     return entry
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """An entry to append with `append_many`."""
+
+    event: str
+    at: datetime
+    recording_sid: str | None = None
+    actor: str = "system"
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def append_many(session: Session, entries: Sequence[NewEntry]) -> list[int]:
+    """Append entries to the chain in order, inside the caller's transaction; return their seqs.
+
+    The same chain and the same serialisation as `append`, for a batch: the tail is read once
+    and the rows go in one executemany, so a sweep's thousand `deleted` entries cost one
+    statement and not a thousand flushes.
+    """
+    if not entries:
+        return []
+    for new in entries:
+        if new.event not in EVENTS:
+            raise ValueError(f"unknown retention event {new.event!r}")
+    if is_postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK_KEY})
+    # Entries added through the ORM but not flushed yet must be in the tail we read.
+    session.flush()
+    tail = session.execute(
+        select(RetentionEntry.seq, RetentionEntry.hash).order_by(RetentionEntry.seq.desc()).limit(1)
+    ).first()
+    seq, prev_hash = (tail[0], tail[1]) if tail else (0, GENESIS_HASH)
+    rows: list[dict[str, Any]] = []
+    for new in entries:
+        seq += 1
+        at = new.at.astimezone(UTC)
+        details = dict(new.details)
+        body = canonical(
+            seq=seq,
+            at=at,
+            event=new.event,
+            recording_sid=new.recording_sid,
+            actor=new.actor,
+            details=details,
+        )
+        digest = entry_hash(prev_hash, body)
+        rows.append(
+            {
+                "seq": seq,
+                "at": at,
+                "event": new.event,
+                "recording_sid": new.recording_sid,
+                "actor": new.actor,
+                "details": details,
+                "prev_hash": prev_hash,
+                "hash": digest,
+            }
+        )
+        prev_hash = digest
+    session.execute(insert(RetentionEntry), rows)
+    return [row["seq"] for row in rows]
 
 
 # Entries read per query when streaming the log: bounded memory whatever its length.

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select, text, update
+from sqlalchemy import Connection, and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from callcenter import retention_log
@@ -407,85 +407,102 @@ def _finalise(
     clock: Callable[[], datetime],
     holder: str,
 ) -> None:
-    """Mark and log every outcome of a batch in one transaction."""
+    """Mark and log every outcome of a batch in one transaction.
+
+    Rules: a recording is marked deleted only if every copy went, and only by the run that
+    claimed it (`claimed_by`) and only once (`deleted_at IS NULL`); its `deleted` entry is
+    appended for exactly the rows that UPDATE changed (RETURNING), in the same transaction.
+    """
+    at = clock()
+    done = [o for o in outcomes.values() if not o.errors]
+    failed = [o for o in outcomes.values() if o.errors]
+    new_entries: list[retention_log.NewEntry] = []
     with transaction(runtime.sessions) as session:
-        for outcome in outcomes.values():
+        for outcome in failed:
             row = outcome.row
-            at = clock()
-            if outcome.provider_deleted_now and outcome.errors:
-                # Twilio's copy went even though another copy did not: remember it, so the
-                # retry does not depend on Twilio still answering 404.
-                session.execute(
-                    update(Recording)
-                    .where(Recording.id == row.id, Recording.provider_deleted_at.is_(None))
-                    .values(provider_deleted_at=at)
-                    .execution_options(synchronize_session=False)
-                )
-                retention_log.append(
-                    session,
-                    "provider_copy_deleted",
-                    now=at,
-                    recording_sid=row.recording_sid,
-                    actor=ACTOR,
-                    details={"provider": outcome.provider, "by": "retention sweep"},
-                )
-            if outcome.errors:
-                error = "; ".join(outcome.errors)[:MAX_ERROR_CHARS]
-                session.execute(
-                    update(Recording)
-                    .where(Recording.id == row.id, Recording.claimed_by == holder)
-                    .values(last_error=error, claimed_by=None, claimed_until=None)
-                    .execution_options(synchronize_session=False)
-                )
-                retention_log.append(
-                    session,
-                    "delete_failed",
-                    now=at,
-                    recording_sid=row.recording_sid,
-                    actor=ACTOR,
-                    details={"error": error, "due_at": row.due_at.isoformat()},
-                )
-                report.failed += 1
-                report.failures.append((row.recording_sid, error))
-                continue
+            error = "; ".join(outcome.errors)[:MAX_ERROR_CHARS]
             values: dict[str, Any] = {
-                "status": "deleted",
-                "deleted_at": at,
+                "last_error": error,
                 "claimed_by": None,
                 "claimed_until": None,
-                "last_error": None,
             }
             if outcome.provider_deleted_now:
+                # Twilio's copy went even though another copy did not: remember it, so the
+                # retry does not depend on Twilio still answering 404.
                 values["provider_deleted_at"] = at
-            marked = session.execute(
-                update(Recording)
-                .where(
-                    Recording.id == row.id,
-                    Recording.claimed_by == holder,
-                    Recording.deleted_at.is_(None),
+                new_entries.append(
+                    retention_log.NewEntry(
+                        "provider_copy_deleted",
+                        at,
+                        row.recording_sid,
+                        ACTOR,
+                        {"provider": outcome.provider, "by": "retention sweep"},
+                    )
                 )
+            session.execute(
+                update(Recording)
+                .where(Recording.id == row.id, Recording.claimed_by == holder)
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
-            if marked.rowcount != 1:  # type: ignore[attr-defined]
+            new_entries.append(
+                retention_log.NewEntry(
+                    "delete_failed",
+                    at,
+                    row.recording_sid,
+                    ACTOR,
+                    {"error": error, "due_at": row.due_at.isoformat()},
+                )
+            )
+            report.failed += 1
+            if len(report.failures) < MAX_LISTED:
+                report.failures.append((row.recording_sid, error))
+        marked: set[int] = set()
+        if done:
+            marked = set(
+                session.scalars(
+                    update(Recording)
+                    .where(
+                        Recording.id.in_([o.row.id for o in done]),
+                        Recording.claimed_by == holder,
+                        Recording.deleted_at.is_(None),
+                    )
+                    .values(
+                        status="deleted",
+                        deleted_at=at,
+                        # Every copy is gone, Twilio's included, whether now or earlier.
+                        provider_deleted_at=func.coalesce(Recording.provider_deleted_at, at),
+                        claimed_by=None,
+                        claimed_until=None,
+                        last_error=None,
+                    )
+                    .returning(Recording.id)
+                    .execution_options(synchronize_session=False)
+                )
+            )
+        for outcome in done:
+            row = outcome.row
+            if row.id not in marked:
                 # Our claim lapsed and someone else finished the recording: they logged it.
                 log.warning("retention sweep: %s was finished elsewhere", row.recording_sid)
                 continue
-            retention_log.append(
-                session,
-                "deleted",
-                now=at,
-                recording_sid=row.recording_sid,
-                actor=ACTOR,
-                details={
-                    "due_at": row.due_at.isoformat(),
-                    "previous_status": row.status,
-                    "sha256": row.sha256,
-                    "object_versions_deleted": outcome.versions_deleted,
-                    "provider_copy": outcome.provider,
-                },
+            new_entries.append(
+                retention_log.NewEntry(
+                    "deleted",
+                    at,
+                    row.recording_sid,
+                    ACTOR,
+                    {
+                        "due_at": row.due_at.isoformat(),
+                        "previous_status": row.status,
+                        "sha256": row.sha256,
+                        "object_versions_deleted": outcome.versions_deleted,
+                        "provider_copy": outcome.provider,
+                    },
+                )
             )
             report.deleted += 1
+        retention_log.append_many(session, new_entries)
 
 
 def _note_held(report: SweepReport, row: DueRecording) -> None:
