@@ -45,6 +45,7 @@ from callcenter.db import is_postgres
 from callcenter.models import Call, CallEvent, Staff
 from callcenter.routing import Leg, Plan
 from callcenter.settings import Settings
+from callcenter.snapshot import DirectoryCache
 
 log = logging.getLogger(__name__)
 
@@ -521,7 +522,13 @@ def record_dial(
 
 
 def dial_ended(
-    session: Session, settings: Settings, call: Call, form: Mapping[str, str], *, now: datetime
+    session: Session,
+    settings: Settings,
+    call: Call,
+    form: Mapping[str, str],
+    *,
+    now: datetime,
+    cache: DirectoryCache | None = None,
 ) -> calls.Answer | None:
     """Record a dial's end and decide what the caller hears next; None means hang up."""
     new = record_dial(session, settings, call, form, now=now)
@@ -539,4 +546,4 @@ def dial_ended(
         # A retry of a dial-complete we answered already: make the same move from the same
         # step, so the caller hears the same answer and no step is skipped.
         call.step -= 1
-    return calls.next_step(session, settings, call, now)
+    return calls.next_step(session, settings, call, now, cache)

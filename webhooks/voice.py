@@ -135,7 +135,12 @@ def dial_complete() -> VoiceResponse:
 
         # Answered, or the caller gone: None. Else the next step, or the callback offer.
         answer = outcomes.dial_ended(
-            session, runtime.settings, call, request.form.to_dict(flat=True), now=runtime.now()
+            session,
+            runtime.settings,
+            call,
+            request.form.to_dict(flat=True),
+            now=runtime.now(),
+            cache=runtime.directory,
         )
         if answer is None:
             return twiml.hang_up()
