@@ -8,6 +8,7 @@ any directory change) per call. A change made by the CLI is seen by the very nex
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from callcenter.models import (
     Staff,
 )
 from callcenter.settings import Settings
+
+log = logging.getLogger(__name__)
 
 DIRECTORY_MODELS = (Staff, RingGroup, GroupMember, Line, Absence, HoursChange)
 # Absences that ended more than this before loading are left out; calls are never that late.
@@ -130,7 +133,12 @@ _VERSION_QUERY = "SELECT version FROM directory_version WHERE id = 1"
 
 
 def current_version(connection: Connection) -> int:
-    return int(connection.exec_driver_sql(_VERSION_QUERY).scalar_one())
+    version = connection.exec_driver_sql(_VERSION_QUERY).scalar()
+    if version is None:
+        # The row the migration writes is gone: never trust a snapshot then, read every time.
+        log.warning("directory_version row missing; reading the directory on every call")
+        return -1
+    return int(version)
 
 
 def load(session: Session, settings: Settings, at: datetime, version: int) -> Directory:
@@ -190,7 +198,12 @@ class DirectoryCache:
         """Return a snapshot valid for `at`, reading the directory again only if it moved."""
         version = current_version(connection)
         snapshot = self._current
-        if snapshot is not None and snapshot.version == version and snapshot.covers(at):
+        if (
+            snapshot is not None
+            and version >= 0
+            and snapshot.version == version
+            and snapshot.covers(at)
+        ):
             return snapshot
         with Session(bind=connection) as session:
             fresh = load(session, self.settings, at, version)

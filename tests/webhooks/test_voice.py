@@ -558,3 +558,29 @@ def test_a_failure_while_checking_the_signature_still_answers_twiml(
     root = twiml(twilio_post("/twilio/voice", voice_form()))
     assert_notice_before_dial(root)
     assert dialled(root) == ["+37167000000"]
+
+
+def test_without_the_version_row_every_call_reads_the_directory(
+    staffed: None,
+    at: Callable,
+    engine,
+    sessions: sessionmaker,
+    twilio_post: TwilioPost,  # type: ignore[no-untyped-def]
+) -> None:
+    from sqlalchemy import text
+
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM directory_version"))
+    assert dialled(twiml(twilio_post("/twilio/voice", voice_form("CA" + "4" * 32)))) == [
+        "+37120000001"
+    ]
+    absence(
+        sessions,
+        "jberzins",
+        "lozola",
+        MONDAY_MORNING - timedelta(hours=1),
+        MONDAY_MORNING + timedelta(hours=1),
+    )
+    assert dialled(twiml(twilio_post("/twilio/voice", voice_form("CA" + "5" * 32)))) == [
+        "+37120000002"
+    ]
