@@ -16,7 +16,7 @@ from flask import Blueprint, Response, current_app, request
 from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.exceptions import HTTPException
 
-from callcenter import callbacks, calls, phones, speech
+from callcenter import callbacks, calls, outcomes, phones, speech
 from callcenter.db import transaction
 from callcenter.runtime import Runtime
 from callcenter.settings import Settings
@@ -43,7 +43,7 @@ def voice_route(view: Callable[..., VoiceResponse | str]) -> Callable[..., Respo
     def wrapper(*args: Any, **kwargs: Any) -> Response:
         try:
             return _xml(view(*args, **kwargs))
-        except MissingField as exc:
+        except (MissingField, outcomes.BadEvent) as exc:
             return Response(str(exc), status=400, mimetype="text/plain")
         except HTTPException:
             raise  # 403 for a bad signature, and the like: answers, not failures
@@ -131,8 +131,6 @@ def dial_complete() -> VoiceResponse:
                 speech.NOBODY_AVAILABLE,
                 caller_withheld=phones.is_withheld(request.form.get("From")),
             )
-        from callcenter import outcomes
-
         # Answered, or the caller gone: None. Else the next step, or the callback offer.
         answer = outcomes.dial_ended(
             session,
