@@ -194,6 +194,13 @@ class DirectoryCache:
         self._current: Directory | None = None
         self.loads = 0
 
+    def peek(self, connection: Connection, at: datetime) -> Directory:
+        """Return the snapshot without checking the version (the caller checks it later)."""
+        snapshot = self._current
+        if snapshot is not None and snapshot.version >= 0 and snapshot.covers(at):
+            return snapshot
+        return self.get(connection, at)
+
     def get(self, connection: Connection, at: datetime) -> Directory:
         """Return a snapshot valid for `at`, reading the directory again only if it moved."""
         version = current_version(connection)
