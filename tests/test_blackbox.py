@@ -145,3 +145,45 @@ def test_cli_usage_errors_are_one_line(process_env: dict[str, str]) -> None:
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Missing option" in result.stderr
+
+
+def test_the_readme_run_command_serves_and_shows_a_call(tmp_path: Path) -> None:
+    """`callcenter serve` on a fresh directory: embedded defaults, sample calls printed."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TWILIO_", "DATABASE_URL", "RECORDINGS_URL", "PUBLIC_"))
+    }
+    port = free_port()
+    server = subprocess.Popen(
+        [*CALLCENTER, "serve", "--port", str(port), "--no-scheduler"],
+        cwd=tmp_path,
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert server.stdout is not None
+        deadline = time.monotonic() + 60
+        for line in server.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("more:") or time.monotonic() > deadline:
+                break
+        health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+    output = "\n".join(lines)
+    assert (
+        "development defaults for: PUBLIC_BASE_URL"
+        in output.replace("FALLBACK_NUMBER, ", "").replace("SECRET_KEY, ", "")
+        or "development defaults" in output
+    )
+    assert "simulation failed" not in output, output
+    notice = output.index("ierakstīta")
+    assert notice < output.index("dialling +37120000002")
+    assert "Jānis Bērziņš" in output and "atzvanīsim" in output
+    assert health.json() == {"database": "ok", "storage": "ok"}
+    assert (tmp_path / "var" / "callcenter.db").exists()
