@@ -176,11 +176,7 @@ def test_the_readme_run_command_serves_and_shows_a_call(tmp_path: Path) -> None:
         server.terminate()
         server.wait(timeout=15)
     output = "\n".join(lines)
-    assert (
-        "development defaults for: PUBLIC_BASE_URL"
-        in output.replace("FALLBACK_NUMBER, ", "").replace("SECRET_KEY, ", "")
-        or "development defaults" in output
-    )
+    assert "development defaults for:" in output
     assert "simulation failed" not in output, output
     notice = output.index("ierakstīta")
     assert notice < output.index("dialling +37120000002")
