@@ -97,9 +97,13 @@ def wait_up(url: str, process: subprocess.Popen[bytes]) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
+WORKERS = 2
+
+
 def gunicorn(app: str, env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}", app],
+        [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--bind",
+         f"127.0.0.1:{port}", app],
         env=env,
         cwd=cwd,
         stdout=subprocess.DEVNULL,
@@ -153,7 +157,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--calls", type=int, default=120_000, help="distinct signed calls")
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    global WORKERS
+    WORKERS = args.workers
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
 
@@ -247,7 +254,8 @@ def main() -> None:
     with engine.connect() as connection:
         rows = connection.execute(text("SELECT count(*) FROM calls")).scalar_one()
     engine.dispose()
-    print(f"load: wrk, {args.connections} connections, {args.seconds} s each; gunicorn 2 workers")
+    print(f"load: wrk, {args.connections} connections, {args.seconds} s each; "
+          f"gunicorn {WORKERS} workers")
     for name, figures in (("bare flask", bare), ("callcenter", real)):
         print(
             f"{name:>11}: {figures['rps']:8.0f} req/s  p50 {figures['p50']:6.2f} ms  "
