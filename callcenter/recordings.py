@@ -248,7 +248,12 @@ def _due(now: datetime) -> Any:
     return or_(Recording.next_attempt_at.is_(None), Recording.next_attempt_at <= now)
 
 
-_WANTS_INGEST = Recording.status == "pending"
+def _wants_ingest(now: datetime) -> Any:
+    # A recording already past its due time is not worth fetching: the retention sweep
+    # deletes Twilio's copy of it instead.
+    return and_(Recording.status == "pending", Recording.due_at > now)
+
+
 _WANTS_PROVIDER_DELETE = and_(Recording.status == "stored", Recording.provider_deleted_at.is_(None))
 
 
@@ -267,7 +272,10 @@ def claim(
     conditional UPDATE (picking its row with FOR UPDATE SKIP LOCKED on PostgreSQL), so two
     workers never hold the same row, on either database.
     """
-    for step, wanted in (("ingest", _WANTS_INGEST), ("provider_delete", _WANTS_PROVIDER_DELETE)):
+    for step, wanted in (
+        ("ingest", _wants_ingest(now)),
+        ("provider_delete", _WANTS_PROVIDER_DELETE),
+    ):
         conditions = [wanted, _free(now)]
         if recording_sid is None:
             conditions.append(_due(now))

@@ -151,6 +151,7 @@ class LocalStorage:
 
     def delete_all(self, keys: Sequence[str]) -> list[DeleteOutcome]:
         outcomes = []
+        touched: set[Path] = set()
         for key in keys:
             path = self._path(key)
             try:
@@ -160,9 +161,12 @@ class LocalStorage:
             except OSError as exc:
                 outcomes.append(DeleteOutcome(key, 0, f"{type(exc).__name__}: {exc.strerror}"))
             else:
-                # The removal is durable only once the directory entry is on disk.
-                _fsync_dir(path.parent)
+                touched.add(path.parent)
                 outcomes.append(DeleteOutcome(key, 1))
+        # A removal is durable only once its directory entry is on disk: one fsync per
+        # directory, before the caller records the deletions, covers the whole batch.
+        for directory in touched:
+            _fsync_dir(directory)
         return outcomes
 
     def check(self) -> None:

@@ -80,7 +80,10 @@ class FakeRecording:
     size: int = 48_044
     channels: int = 2
     status: str = "completed"
-    start_time: datetime = field(default_factory=lambda: datetime(2026, 3, 2, 9, 30, tzinfo=UTC))
+    # Recent by default: recordings past their retention are the sweep's, not ingestion's.
+    start_time: datetime = field(
+        default_factory=lambda: datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    )
     date_created: datetime | None = None
     media: bytes | None = None
     source: str = "DialVerb"

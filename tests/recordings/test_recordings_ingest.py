@@ -77,7 +77,7 @@ def test_recording_is_stored_verified_logged_and_then_deleted_at_twilio(
     assert report.provider_copies_deleted == [pending.sid]
     r = row(session, pending.sid)
     key = media_key(pending.sid, pending.start_time)
-    assert key == f"recordings/2026/03/02/{pending.sid}.wav"
+    assert key == f"recordings/{pending.start_time:%Y/%m/%d}/{pending.sid}.wav"
     assert (r.status, r.storage_key, r.size_bytes, r.sha256) == (
         "stored",
         key,
@@ -103,6 +103,16 @@ def test_recording_is_stored_verified_logged_and_then_deleted_at_twilio(
     assert entries[1].details == {"already_gone": False}
     assert list(check_chain(entries)) == []
     assert leftovers(runtime) == []
+
+
+def test_a_recording_already_past_its_due_time_is_left_to_the_sweep(
+    runtime: Runtime, session: Session, fake_twilio: FakeTwilio, post_recording: PostRecording
+) -> None:
+    old = fake_twilio.add(start_time=NOW - timedelta(days=200))
+    assert post_recording(old).status_code == 204
+    assert ingest(runtime).attempted == 0
+    assert fake_twilio.requests == []
+    assert row(session, old.sid).status == "pending"
 
 
 def test_nothing_happens_when_nothing_is_pending(runtime: Runtime, fake_twilio: FakeTwilio) -> None:

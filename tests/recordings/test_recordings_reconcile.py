@@ -46,7 +46,10 @@ def test_recordings_whose_callback_never_came_are_queued_and_then_ingested(
 ) -> None:
     fake_twilio.page_size = 2  # several pages
     lost = [
-        fake_twilio.add(start_time=datetime(2026, 1, 31, 22, 30, tzinfo=UTC) + timedelta(hours=i))
+        # Recent enough to be worth ingesting; late in the day, so they span two dates.
+        fake_twilio.add(
+            start_time=(NOW - timedelta(days=20)).replace(hour=22, minute=30) + timedelta(hours=i)
+        )
         for i in range(5)
     ]
     fake_twilio.add(status="absent", size=44)
