@@ -236,7 +236,9 @@ def _record(
     call_sid, to_number = values["call_sid"], values["to_number"]
     directory = cache.peek(connection, now)
     for _attempt in range(3):
-        line = _decide(directory, settings, values, now)
+        line, answer = _plan_and_answer(directory, settings, values, now)
+        # The answer is ready before the INSERT: from the INSERT on, this transaction holds
+        # SQLite's one write lock, and the caller commits as soon as this returns.
         inserted = insert.run(cursor, values)
         if inserted is None:
             # A retried webhook: answer from the row written the first time.
@@ -252,14 +254,21 @@ def _record(
         directory = cache.get(connection, now)
         if version is None:
             # No version row to compare with: the snapshot just read is as fresh as it gets.
-            line = _decide(directory, settings, values, now)
+            line, answer = _plan_and_answer(directory, settings, values, now)
             if insert.run(cursor, values) is None:
                 raise RuntimeError(f"call {call_sid} appeared while being recorded")
             break
     if line is None:
         log.warning("call %s to unconfigured number %s", call_sid, phones.mask(to_number))
+    return answer
+
+
+def _plan_and_answer(
+    directory: Directory, settings: Settings, values: dict[str, Any], now: datetime
+) -> tuple[LineInfo | None, Answer]:
+    line = _decide(directory, settings, values, now)
     state = CallState(
-        to_number,
+        values["to_number"],
         values["from_number"],
         line is not None,
         values["after_hours"],
@@ -267,7 +276,7 @@ def _record(
         0,
         now,
     )
-    return _answer_for(directory, state)
+    return line, _answer_for(directory, state)
 
 
 def next_step(
