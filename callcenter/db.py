@@ -81,12 +81,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create the engine for a URL, with SQLite set up for concurrent use."""
+def make_engine(url: str, *, create_directory: bool = False, **kwargs: Any) -> Engine:
+    """Create the engine for a URL, with SQLite set up for concurrent use.
+
+    A SQLite file's directory is created only when asked (`db upgrade`, `serve`): any other
+    command pointed at a wrong path should fail, not leave new directories behind.
+    """
     parsed = make_url(url)
+    # Statement parameters hold phone numbers: keep them out of exception texts and logs.
+    kwargs.setdefault("hide_parameters", True)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
-        if database and database != ":memory:":
+        if create_directory and database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
@@ -95,6 +101,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+def ensure_sqlite_directory(url: str) -> None:
+    """Create the directory of a SQLite database file (for commands that create the schema)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -302,6 +302,17 @@ def development_env(env: Mapping[str, str], port: int = DEVELOPMENT_PORT) -> dic
     return filled
 
 
+def for_jobs(settings: Settings) -> Settings:
+    """Check what a job that talks to Twilio needs (ingestion, reconciliation, the sweep).
+
+    Checked at start, so that a missing account stops the process with one line instead of
+    every run logging failures (and the sweep writing them into the permanent log).
+    """
+    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"):
+        settings.require(name)
+    return settings
+
+
 def for_web(settings: Settings) -> Settings:
     """Check what the web process needs: Twilio's token and the public address."""
     for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL"):

@@ -30,6 +30,8 @@ ENTER_NUMBER = "Lūdzu, ievadiet savu tālruņa numuru un nospiediet restīti."
 BAD_NUMBER = "Diemžēl šo numuru nevarējām saprast."
 GOODBYE = "Paldies par zvanu. Uz redzēšanos!"
 WHISPER_DECLINED = "Zvans netika pieņemts."
+# Whose call it is, when that cannot be looked up.
+WHISPER_UNKNOWN = "klientu apkalpošanas dienests"
 
 
 def clock(value: time) -> str:

@@ -12,6 +12,7 @@ import re
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, abort, current_app, request
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 
 from callcenter.db import transaction
@@ -124,6 +125,11 @@ def recording_status() -> Response:
         callback = parse_callback(form, received_at=now)
     except (MissingField, BadField) as exc:
         return _bad_request(str(exc))
-    with transaction(runtime.sessions) as session:
-        record_callback(session, callback, runtime.settings, now=now)
+    try:
+        with transaction(runtime.sessions) as session:
+            record_callback(session, callback, runtime.settings, now=now)
+    except SQLAlchemyError:
+        # Twilio retries a 5xx; reconciliation catches what is lost beyond that.
+        log.exception("recording-status for %s could not be stored", callback.recording_sid)
+        return Response("temporarily unavailable", status=503, mimetype="text/plain")
     return Response(status=204)

@@ -36,22 +36,43 @@ def _xml(response: VoiceResponse | str) -> Response:
     return Response(str(response), status=200, mimetype="text/xml")
 
 
-def voice_route(view: Callable[..., VoiceResponse | str]) -> Callable[..., Response]:
-    """Render a view's TwiML; on any failure, apologise and fall back instead of a 500."""
+View = Callable[..., VoiceResponse | str]
 
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Response:
-        try:
-            return _xml(view(*args, **kwargs))
-        except (MissingField, outcomes.BadEvent) as exc:
-            return Response(str(exc), status=400, mimetype="text/plain")
-        except HTTPException:
-            raise  # 403 for a bad signature, and the like: answers, not failures
-        except Exception:
-            log.exception("voice route %s failed; answering with the fallback", request.path)
-            return _xml(twiml.fallback(_runtime().settings, apology=True))
 
-    return wrapper
+def _caller_fallback() -> VoiceResponse:
+    return twiml.fallback(_runtime().settings, apology=True)
+
+
+def _twiml_route(
+    on_error: Callable[[], VoiceResponse],
+) -> Callable[[View], Callable[..., Response]]:
+    """Render a view's TwiML; on any failure, answer `on_error()` (TwiML) instead of a 500."""
+
+    def decorate(view: View) -> Callable[..., Response]:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Response:
+            try:
+                return _xml(view(*args, **kwargs))
+            except (MissingField, outcomes.BadEvent) as exc:
+                return Response(str(exc), status=400, mimetype="text/plain")
+            except HTTPException:
+                raise  # 403 for a bad signature, and the like: answers, not failures
+            except Exception:
+                log.exception("voice route %s failed; answering without the database", request.path)
+                return _xml(on_error())
+
+        return wrapper
+
+    return decorate
+
+
+# On the caller's leg: an apology, the notice and the fallback number.
+voice_route = _twiml_route(_caller_fallback)
+
+
+def _whisper_fallback() -> VoiceResponse:
+    # On the callee's leg no <Dial> is allowed: ask to accept, naming no one.
+    return twiml.whisper_prompt(_runtime().settings, speech.WHISPER_UNKNOWN)
 
 
 def _check_account(form: dict[str, str]) -> None:
@@ -146,7 +167,7 @@ def dial_complete() -> VoiceResponse:
 
 
 @bp.post(twiml.WHISPER)
-@voice_route
+@_twiml_route(_whisper_fallback)
 @twilio_webhook
 def whisper() -> VoiceResponse:
     """On the substitute's leg: say whose call it is, connect only on a key press of 1."""
@@ -168,7 +189,7 @@ def whisper() -> VoiceResponse:
             for_name = calls.substitute_for(call, to)
     if for_name is None:
         log.warning("whisper for leg %s without a known parent call", form["CallSid"])
-        for_name = "klientu apkalpošanas dienestam"
+        for_name = speech.WHISPER_UNKNOWN
     return twiml.whisper_prompt(settings, for_name)
 
 

@@ -10,6 +10,7 @@ import logging
 import sys
 
 import click
+from sqlalchemy.exc import DBAPIError
 
 from callcenter.cli import calls, directory, recordings, retention, server
 from callcenter.cli.common import CliError, cli
@@ -45,7 +46,23 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except DBAPIError as exc:
+        logging.getLogger("callcenter").debug("database error", exc_info=True)
+        click.echo(f"callcenter: {_database_problem(exc)}", err=True)
+        sys.exit(1)
     except Exception as exc:
         logging.getLogger("callcenter").debug("unexpected error", exc_info=True)
-        click.echo(f"callcenter: unexpected error: {type(exc).__name__}: {exc}", err=True)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        click.echo(f"callcenter: unexpected error: {type(exc).__name__}: {first}", err=True)
         sys.exit(1)
+
+
+def _database_problem(exc: DBAPIError) -> str:
+    """Say in one line what is wrong with the database."""
+    text = str(exc.orig).strip()
+    lowered = text.lower()
+    if "no such table" in lowered or ("does not exist" in lowered and "relation" in lowered):
+        return "the database has no schema yet: run `callcenter db upgrade`"
+    if exc.connection_invalidated or "unable to open" in lowered or "connect" in lowered:
+        return f"cannot open the database (DATABASE_URL): {text.splitlines()[0] if text else ''}"
+    return f"database error: {type(exc.orig).__name__}: {text.splitlines()[0] if text else ''}"

@@ -8,6 +8,7 @@ import click
 from sqlalchemy import select
 
 from callcenter import recordings
+from callcenter import settings as settings_module
 from callcenter.cli.common import (
     CliError,
     emit,
@@ -32,6 +33,7 @@ def group() -> None:
 def ingest(limit: int | None) -> None:
     """Move pending recordings from Twilio to storage once."""
     rt = runtime()
+    settings_module.for_jobs(rt.settings)
     report = recordings.ingest_pending(rt.sessions, rt.storage, rt.twilio, now=now(), limit=limit)
     for sid, error in sorted(report.failed.items()):
         click.echo(f"{sid}: will retry: {error}", err=True)
@@ -49,6 +51,7 @@ def ingest(limit: int | None) -> None:
 def reconcile(since: str | None, no_ingest: bool) -> None:
     """Compare Twilio's recording list with the database and storage; ingest what was missed."""
     rt = runtime()
+    settings_module.for_jobs(rt.settings)
     since_day = parse_date(since, "--since") if since else None
     report = recordings.reconcile(rt, now(), since=since_day)
     click.echo(

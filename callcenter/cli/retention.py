@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from callcenter import settings as settings_module
 from callcenter.cli import common
 from callcenter.cli.common import CliError, emit, json_option, local_iso, unit_of_work
 from retention import export, holds
@@ -41,6 +42,8 @@ def _who(by: str | None) -> str:
 def run_command(dry_run: bool, batch_size: int) -> None:
     """Delete the audio that is due, everywhere it is kept."""
     rt = common.runtime()
+    if not dry_run:
+        settings_module.for_jobs(rt.settings)
     now = common.now()
     if dry_run:
         would = held = 0

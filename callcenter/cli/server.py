@@ -15,6 +15,7 @@ import requests
 from callcenter import migrate, sample
 from callcenter import settings as settings_module
 from callcenter.cli.common import CliError, now, runtime
+from callcenter.db import ensure_sqlite_directory
 from callcenter.runtime import Runtime
 from callcenter.simulate import Simulation, SimulationError
 
@@ -27,6 +28,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the schema (Alembic)."""
+    ensure_sqlite_directory(runtime().settings.database_url)
     migrate.upgrade(runtime().engine)
     click.echo("database schema is up to date")
 
@@ -68,6 +70,7 @@ def scheduler() -> None:
     """Run the timed jobs: ingestion, reconciliation, retention (the one scheduler process)."""
     from retention.scheduler import run_scheduler
 
+    settings_module.for_jobs(runtime().settings)
     run_scheduler(runtime())
 
 
@@ -105,6 +108,7 @@ def serve(port: int, demo: bool, with_scheduler: bool) -> None:
     for name in ("werkzeug", "alembic", "webhooks"):
         logging.getLogger(name).setLevel(logging.WARNING)
     rt = _development_runtime(port)
+    ensure_sqlite_directory(rt.settings.database_url)
     migrate.upgrade(rt.engine)
     if demo:
         with rt.sessions.begin() as session:

@@ -584,3 +584,13 @@ def test_without_the_version_row_every_call_reads_the_directory(
     assert dialled(twiml(twilio_post("/twilio/voice", voice_form("CA" + "5" * 32)))) == [
         "+37120000002"
     ]
+
+
+def test_whisper_failure_still_asks_to_accept_and_never_dials(
+    runtime: Runtime, twilio_post: TwilioPost
+) -> None:
+    unreachable_database(runtime)
+    leg = {"CallSid": "CA" + "9" * 32, "ParentCallSid": "CA" + "1" * 32, "To": "+37120000002"}
+    root = twiml(twilio_post("/twilio/voice/whisper", leg))
+    assert root.find(".//Dial") is None
+    assert [v.tag for v in root] == ["Gather", "Hangup"]
