@@ -146,23 +146,34 @@ class LocalStorage:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def _partials(self, path: Path) -> list[Path]:
+        # Temporary files of uploads cut short by a crash (a clean failure removes its own):
+        # partial audio, so retention must find and remove them with the object.
+        return sorted(path.parent.glob(f".{path.name}.*.part"))
+
     def versions_left(self, key: str) -> int:
-        return 1 if self.exists(key) else 0
+        path = self._path(key)
+        return (1 if path.is_file() else 0) + len(self._partials(path))
 
     def delete_all(self, keys: Sequence[str]) -> list[DeleteOutcome]:
         outcomes = []
         touched: set[Path] = set()
         for key in keys:
             path = self._path(key)
+            removed = 0
             try:
-                path.unlink()
-            except FileNotFoundError:
-                outcomes.append(DeleteOutcome(key, 0))
+                for partial in [*self._partials(path), path]:
+                    if partial.is_file():
+                        partial.unlink()
+                        removed += 1
             except OSError as exc:
-                outcomes.append(DeleteOutcome(key, 0, f"{type(exc).__name__}: {exc.strerror}"))
+                outcomes.append(
+                    DeleteOutcome(key, removed, f"{type(exc).__name__}: {exc.strerror}")
+                )
             else:
+                outcomes.append(DeleteOutcome(key, removed))
+            if removed:
                 touched.add(path.parent)
-                outcomes.append(DeleteOutcome(key, 1))
         # A removal is durable only once its directory entry is on disk: one fsync per
         # directory, before the caller records the deletions, covers the whole batch.
         for directory in touched:

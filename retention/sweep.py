@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session
 from callcenter import retention_log
 from callcenter.db import is_postgres, transaction
 from callcenter.models import Recording
+from callcenter.recordings import media_key
 from callcenter.runtime import Runtime
 from retention import leases
 
@@ -88,6 +89,13 @@ class DueRecording:
     provider_deleted_at: datetime | None
     on_hold: bool
     sha256: str | None
+    started_at: datetime
+
+    @property
+    def object_key(self) -> str:
+        """Where its audio is, or would be: a row never marked stored may still have left an
+        object behind (a crash between upload and commit), so that key is deleted too."""
+        return self.storage_key or media_key(self.recording_sid, self.started_at)
 
 
 @dataclass
@@ -140,6 +148,7 @@ def due_batches(
                 Recording.provider_deleted_at,
                 Recording.on_hold,
                 Recording.sha256,
+                Recording.started_at,
             )
             .where(Recording.deleted_at.is_(None), Recording.due_at <= now)
             .order_by(Recording.due_at, Recording.id)
@@ -344,6 +353,7 @@ def _claim(
                 Recording.provider_deleted_at,
                 Recording.on_hold,
                 Recording.sha256,
+                Recording.started_at,
             ).where(Recording.id.in_(ids), Recording.claimed_by == holder)
         ).all()
     by_id = {row[0]: DueRecording(*row) for row in claimed}
@@ -354,8 +364,7 @@ def _delete_stored_objects(runtime: Runtime, outcomes: dict[int, _Outcome]) -> N
     """Delete every version of each stored object; record per-key errors on their recording."""
     by_key: dict[str, list[_Outcome]] = {}
     for outcome in outcomes.values():
-        if outcome.row.storage_key:
-            by_key.setdefault(outcome.row.storage_key, []).append(outcome)
+        by_key.setdefault(outcome.row.object_key, []).append(outcome)
     keys = list(by_key)
     for start in range(0, len(keys), STORAGE_DELETE_CHUNK):
         chunk = keys[start : start + STORAGE_DELETE_CHUNK]
