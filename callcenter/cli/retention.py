@@ -7,10 +7,12 @@ import os
 import sys
 
 import click
+from sqlalchemy import select
 
 from callcenter import settings as settings_module
 from callcenter.cli import common
 from callcenter.cli.common import CliError, emit, json_option, local_iso, unit_of_work
+from callcenter.models import RetentionEntry
 from retention import export, holds
 from retention import sweep as sweep_module
 from retention import verify as verify_module
@@ -153,15 +155,37 @@ def log_command(since: str | None, fmt: str) -> None:
     type=click.IntRange(1, None),
     help="Check this many kept and deleted recordings in storage, chosen at random.",
 )
-def verify_command(sample: int | None) -> None:
+@click.option(
+    "--head",
+    "expected_head",
+    metavar="SEQ:HASH",
+    help="A head printed by an earlier run: the chain must still pass through it.",
+)
+def verify_command(sample: int | None, expected_head: str | None) -> None:
     """Check the log's hash chain and that storage matches the log; non-zero on any mismatch."""
     rt = common.runtime()
+    expected: tuple[int, str] | None = None
+    if expected_head is not None:
+        seq, _, digest = expected_head.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            raise CliError(f"--head: expected SEQ:HASH as printed by verify, got {expected_head!r}")
+        expected = (int(seq), digest)
     summary = verify_module.VerifySummary()
     with rt.sessions() as session:
         for mismatch in verify_module.verify(
             session, rt.storage, now=common.now(), sample=sample, summary=summary
         ):
             click.echo(str(mismatch))
+        if expected is not None:
+            found = session.scalar(
+                select(RetentionEntry.hash).where(RetentionEntry.seq == expected[0])
+            )
+            if found != expected[1]:
+                summary.mismatches += 1
+                click.echo(
+                    f"chain: entry {expected[0]}: "
+                    + ("missing (entries were cut off)" if found is None else "hash differs")
+                )
     if summary.mismatches:
         raise CliError(f"retention verify: {summary.mismatches} mismatch(es) found")
     click.echo(summary.line())

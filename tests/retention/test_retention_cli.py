@@ -188,6 +188,25 @@ def test_verify_is_clean_then_names_each_mismatch(
     assert broken.err.strip() == "callcenter: retention verify: 1 mismatch(es) found"
 
 
+def test_verify_with_an_earlier_head_finds_entries_cut_off_the_end(
+    run: Invoke, rt: Runtime, engine: Engine, add_recording: AddRecording
+) -> None:
+    add_recording(LONG_AGO)
+    add_recording(datetime.now(UTC))
+    run("retention", "run")
+    clean = run("retention", "verify")
+    head = clean.out.strip().rsplit("head: entry ", 1)[1].replace(" ", ":")
+    assert run("retention", "verify", "--head", head).code == 0
+    # Cutting the tail leaves a chain that is valid in itself: only the earlier head shows it.
+    last_seq = int(head.split(":")[0])
+    tamper(engine, f"DELETE FROM retention_log WHERE seq = {last_seq}")
+    assert run("retention", "verify").code == 0
+    cut = run("retention", "verify", "--head", head)
+    assert cut.code == 1
+    assert f"chain: entry {last_seq}: missing (entries were cut off)" in cut.out
+    assert run("retention", "verify", "--head", "nonsense").code == 1
+
+
 def test_upcoming_lists_what_goes_when(run: Invoke, add_recording: AddRecording) -> None:
     # Three calendar months are 89 to 92 days: this one is due within the next 4 days.
     soon = add_recording(datetime.now(UTC) - timedelta(days=88))

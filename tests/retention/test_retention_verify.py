@@ -109,7 +109,31 @@ def test_a_missing_or_changed_object_is_found(
     (settings_root / (changed.storage_key or "")).write_bytes(b"RIFF other audio")
     assert problems(rt) == [
         f"storage: {missing.recording_sid}: kept but its object is missing from storage",
-        f"storage: {changed.recording_sid}: object checksum differs from the recorded SHA-256",
+        f"storage: {changed.recording_sid}: object checksum differs from the logged SHA-256",
+    ]
+
+
+def test_an_object_replaced_together_with_its_row_is_still_found(
+    rt: Runtime, history: list[Recording], settings_root: Path
+) -> None:
+    import hashlib
+
+    from sqlalchemy import update
+
+    from callcenter.models import Recording as Row
+
+    changed = history[2]
+    other = b"RIFF other audio"
+    (settings_root / (changed.storage_key or "")).write_bytes(other)
+    # Whoever swapped the audio also "fixed" the row; the log still vouches for the original.
+    with rt.sessions.begin() as session:
+        session.execute(
+            update(Row)
+            .where(Row.id == changed.id)
+            .values(sha256=hashlib.sha256(other).hexdigest(), size_bytes=len(other))
+        )
+    assert problems(rt) == [
+        f"storage: {changed.recording_sid}: object checksum differs from the logged SHA-256",
     ]
 
 
