@@ -29,6 +29,16 @@ def process_env(env: dict[str, str]) -> dict[str, str]:
     return {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
 
 
+def procfile_command(process: str) -> str:
+    """The Procfile's command for a process type, as a platform would run it."""
+    procfile = Path(__file__).resolve().parent.parent / "Procfile"
+    for line in procfile.read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == process:
+            return command.strip()
+    raise AssertionError(f"no {process} in the Procfile")
+
+
 def cli(process_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CALLCENTER, *args], env=process_env, capture_output=True, text=True, timeout=60
@@ -39,18 +49,11 @@ def cli(process_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[
 def web(process_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     port = free_port()
     log = (tmp_path / "gunicorn.log").open("w")
+    # The Procfile's own web command, on loopback.
+    command = procfile_command("web").replace("0.0.0.0:", "127.0.0.1:")
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--workers",
-            "2",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "callcenter.wsgi:app",
-        ],
-        env=process_env,
+        ["bash", "-c", f"exec {command}"],
+        env={**process_env, "PORT": str(port), "WEB_CONCURRENCY": "2"},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -121,23 +124,17 @@ def test_web_process_refuses_to_start_without_its_settings(
     process_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = {k: v for k, v in process_env.items() if k != "TWILIO_AUTH_TOKEN"}
+    command = procfile_command("web").replace("0.0.0.0:", "127.0.0.1:")
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--bind",
-            f"127.0.0.1:{free_port()}",
-            "callcenter.wsgi:app",
-        ],
-        env=env,
+        ["bash", "-c", f"exec {command}"],
+        env={**env, "PORT": str(free_port())},
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode != 0
-    assert "callcenter: setting TWILIO_AUTH_TOKEN: is required and not set" in result.stderr
-    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == ["callcenter: setting TWILIO_AUTH_TOKEN: is required and not set"]
 
 
 def test_cli_usage_errors_are_one_line(process_env: dict[str, str]) -> None:
