@@ -177,6 +177,8 @@ def _decide(
     )
     if line is None:
         values["routing_note"] = "no line configured for this number"
+        # The fallback answer plays the notice before dialling the fallback number.
+        values["notice"] = notice_label(settings)
     elif not directory.hours_for(line.hours).is_open(now):
         values.update(after_hours=True, outcome="after-hours", routing_note="outside working hours")
     else:

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 DEFAULT_DATABASE_URL = "sqlite:///var/callcenter.db"
 DEFAULT_RECORDINGS_URL = "file:var/recordings"
@@ -206,7 +208,11 @@ def load(env: Mapping[str, str] | None = None, *, development: bool = False) -> 
         database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
     elif database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
-    if not database_url.startswith(("sqlite", "postgresql")):
+    try:
+        backend = make_url(database_url).get_backend_name()
+    except ArgumentError:
+        backend = None
+    if backend not in ("sqlite", "postgresql"):
         raise SettingsError("DATABASE_URL", "must be a sqlite:// or postgresql:// URL")
 
     recordings_url = _text(env, "RECORDINGS_URL") or DEFAULT_RECORDINGS_URL

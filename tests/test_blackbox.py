@@ -169,6 +169,28 @@ def test_the_readme_run_command_serves_and_shows_a_call(tmp_path: Path) -> None:
             if line.startswith("more:") or time.monotonic() > deadline:
                 break
         health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        # Another call, from another terminal, as the README says.
+        another = subprocess.run(
+            [
+                *CALLCENTER,
+                "simulate-call",
+                "--url",
+                f"http://127.0.0.1:{port}",
+                "--to",
+                "+37167000001",
+                "--outcome",
+                "no-answer",
+                "--outcome",
+                "no-answer",
+                "--press",
+                "1",
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         server.terminate()
         server.wait(timeout=15)
@@ -180,3 +202,5 @@ def test_the_readme_run_command_serves_and_shows_a_call(tmp_path: Path) -> None:
     assert "Jānis Bērziņš" in output and "atzvanīsim" in output
     assert health.json() == {"database": "ok", "storage": "ok"}
     assert (tmp_path / "var" / "callcenter.db").exists()
+    assert another.returncode == 0, another.stderr
+    assert "caller presses 1" in another.stdout

@@ -187,9 +187,13 @@ def simulate_call(
 ) -> None:
     """Place a simulated call through the webhooks, signed as Twilio would; print it."""
     env = dict(os.environ)
-    if not base_url:
+    development = not (env.get("PUBLIC_BASE_URL") or "").strip()
+    if development:
+        # Signing as the development server does: its public address is where it listens.
         env = settings_module.development_env(env)
-    settings = settings_module.load(env, development=not base_url)
+        if base_url:
+            env["PUBLIC_BASE_URL"] = base_url.rstrip("/")
+    settings = settings_module.load(env, development=development)
     target = base_url or settings.require("PUBLIC_BASE_URL")
     simulation = Simulation(
         settings,

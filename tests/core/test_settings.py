@@ -39,6 +39,7 @@ def test_postgres_urls_get_the_psycopg_driver() -> None:
     [
         ("DATABASE_URL", "not a url"),
         ("DATABASE_URL", "mysql://u@h/db"),
+        ("DATABASE_URL", "sqlitefoo://x"),
         ("RECORDINGS_URL", "ftp://x"),
         ("RECORDINGS_URL", "s3://"),
         ("RECORDINGS_URL", "file:"),

@@ -514,11 +514,13 @@ def test_fallback_route_needs_no_database(
 
 
 def test_unknown_line_still_hears_notice_before_fallback(
-    staffed: None, at: Callable, twilio_post: TwilioPost
+    staffed: None, at: Callable, twilio_post: TwilioPost, session: Session
 ) -> None:
     root = twiml(twilio_post("/twilio/voice", voice_form(to="+37167009999")))
     assert_notice_before_dial(root)
     assert dialled(root) == ["+37167000000"]
+    # The row says the notice was served, as it was.
+    assert session.scalars(select(Call)).one().notice == "say:lv-LV"
 
 
 def test_directory_changes_reach_the_next_call_in_a_running_process(
