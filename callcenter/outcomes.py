@@ -7,6 +7,12 @@ of the call's stored events (`derive`), which makes the order they came in irrel
 derived outcome then meets the stored one under a precedence (`settle`), so that a late event
 can never move a finished call back.
 
+The write transaction is kept short, because on SQLite it holds the one write lock every other
+worker waits for: the call and its events are read and the outcome decided first, and the
+writing only stores the event, checks under the call's row lock that nothing else changed
+meanwhile (deciding again if something did) and writes the columns that change
+(`store_and_apply`).
+
 Outcome precedence, highest first (a lower one never replaces a higher one):
 
     answered            someone took the call; beats everything, it is what happened
@@ -34,9 +40,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, lazyload
 
@@ -171,51 +177,124 @@ def _seconds(payload: Mapping[str, Any], name: str) -> int | None:
     return value if value >= 0 else None
 
 
-# Finding the call -------------------------------------------------------------------------
+# Reading and storing -----------------------------------------------------------------------
+
+# A callback answers in milliseconds and most of them run this path, so it speaks Core to the
+# connection with statements built once: no ORM objects are loaded or flushed per event, and
+# no SQL is composed again per request. The ORM appears only on the rare branches that open,
+# close or relabel a callback request (`callbacks` works on a `Call`). (Declarative classes
+# type `__table__` as any FromClause; these are Tables.)
+_CALLS = cast(Table, Call.__table__)
+_EVENTS = cast(Table, CallEvent.__table__)
 
 
-# Built once: a webhook should not spend its milliseconds composing the same SQL again.
-_FIND_CALLS = select(Call.id, Call.call_sid).where(
-    Call.call_sid.in_(bindparam("sids", expanding=True))
+@dataclass(frozen=True, slots=True)
+class CallRow:
+    """The columns of a call that its outcome depends on or sets."""
+
+    id: int
+    call_sid: str
+    plan: list[list[dict[str, Any]]]
+    after_hours: bool
+    line_id: int | None
+    from_number: str
+    started_at: datetime
+    status: str | None
+    outcome: str
+    ended_at: datetime | None
+    answered_by_id: int | None
+    as_substitute: bool
+    answered_at: datetime | None
+    ring_seconds: int | None
+    talk_seconds: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """The columns of a stored event that `derive` reads, and its key."""
+
+    id: int
+    dedupe_key: str
+    kind: str
+    leg_sid: str
+    status: str | None
+    payload: dict[str, Any]
+    received_at: datetime
+
+
+# An event not stored yet sorts after every stored one, as the id it will get does.
+NOT_STORED_YET = 2**63 - 1
+
+_CALL_COLUMNS = [_CALLS.c[name] for name in CallRow.__dataclass_fields__]
+# Two fixed parameters instead of an expanding IN: no SQL rendered again per request.
+_FIND_CALLS = select(*_CALL_COLUMNS).where(
+    _CALLS.c.call_sid.in_([bindparam("parent_sid"), bindparam("sid")])
 )
-_LOCK_CALL = (
-    select(Call)
-    .where(Call.id == bindparam("call_id"))
-    .options(lazyload(Call.answered_by))
-    # key_share makes this FOR NO KEY UPDATE on PostgreSQL, which leaves alone the KEY SHARE
-    # lock each event's foreign key takes on this row; FOR UPDATE would deadlock two events.
-    .with_for_update(of=Call, key_share=True)
-    # The row read before the event's insert may be stale by now.
-    .execution_options(populate_existing=True)
-)
+_READ_CALL = select(*_CALL_COLUMNS).where(_CALLS.c.id == bindparam("call_id"))
+# key_share makes this FOR NO KEY UPDATE on PostgreSQL, which leaves alone the KEY SHARE lock
+# each event's foreign key takes on this row; FOR UPDATE would deadlock two events.
+_LOCK_CALL_ROW = _READ_CALL.with_for_update(of=_CALLS, key_share=True)
 _EVENTS_OF = (
-    select(CallEvent).where(CallEvent.call_id == bindparam("call_id")).order_by(CallEvent.id)
+    select(*(_EVENTS.c[name] for name in EventRow.__dataclass_fields__))
+    .where(_EVENTS.c.call_id == bindparam("call_id"))
+    .order_by(_EVENTS.c.id)
 )
+_EVENT_IDS = select(_EVENTS.c.id).where(_EVENTS.c.call_id == bindparam("call_id"))
 _INSERT_EVENT = {
-    name: dialect.insert(CallEvent.__table__)
+    name: dialect.insert(_EVENTS)
     .on_conflict_do_nothing(index_elements=["dedupe_key"])
-    .returning(CallEvent.__table__.c.id)
+    .returning(_EVENTS.c.id)
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
+_UPDATE_CALL = update(_CALLS).where(_CALLS.c.id == bindparam("call_id"))
+_STAFF_ID = select(Staff.id).where(Staff.key == bindparam("key"))
+# The call as an ORM object, for `callbacks`; who answered is not needed there.
+_LOAD_CALL = select(Call).where(Call.id == bindparam("call_id")).options(lazyload(Call.answered_by))
+# The same under the row lock, for `dial_ended`, which hands the call on to routing. It loads
+# the row as this transaction wrote it, even over a `Call` the session loaded before.
+_LOCK_CALL = _LOAD_CALL.with_for_update(of=Call, key_share=True).execution_options(
+    populate_existing=True
+)
 
 
-def find_parent(session: Session, form: Mapping[str, str]) -> int | None:
-    """Return the id of the caller's call an event is about: by ParentCallSid, else CallSid.
+def find_parent(session: Session, form: Mapping[str, str]) -> CallRow | None:
+    """Return the caller's call an event is about: by ParentCallSid, else CallSid.
 
     Events of a <Number> leg carry the leg's CallSid and the caller's as ParentCallSid; the
     caller's own leg reports with its CallSid alone.
     """
     parent_sid = (form.get("ParentCallSid") or "").strip()
     sid = (form.get("CallSid") or "").strip()
-    sids = [candidate for candidate in (parent_sid, sid) if candidate]
-    if not sids:
+    if not (parent_sid or sid):
         return None
-    found = {row.call_sid: row.id for row in session.execute(_FIND_CALLS, {"sids": sids})}
-    return next((found[candidate] for candidate in sids if candidate in found), None)
+    params = {"parent_sid": parent_sid or sid, "sid": sid or parent_sid}
+    rows = session.connection().execute(_FIND_CALLS, params)
+    found = {row.call_sid: CallRow(*row) for row in rows}
+    return found.get(parent_sid) or found.get(sid)
 
 
-def store_event(session: Session, call_id: int, event: Event, now: datetime) -> bool:
-    """Insert the event unless its key is stored already; return whether this call inserted it.
+def read_call(session: Session, call_id: int) -> CallRow:
+    """Read the call without a lock, to decide on before writing."""
+    return CallRow(*session.connection().execute(_READ_CALL, {"call_id": call_id}).one())
+
+
+def lock_row(session: Session, call_id: int) -> CallRow:
+    """Read the call under a row lock so events applied at once queue up, not overwrite."""
+    return CallRow(*session.connection().execute(_LOCK_CALL_ROW, {"call_id": call_id}).one())
+
+
+def lock_call(session: Session, call_id: int) -> Call:
+    """Load the call as an ORM object under the same row lock as `lock_row`."""
+    return session.execute(_LOCK_CALL, {"call_id": call_id}).scalar_one()
+
+
+def events_of(session: Session, call_id: int) -> list[EventRow]:
+    rows = session.connection().execute(_EVENTS_OF, {"call_id": call_id})
+    return [EventRow(*row) for row in rows]
+
+
+def store_event(session: Session, call_id: int, event: Event, now: datetime) -> int | None:
+    """Insert the event unless its key is stored already; return its id if this call did.
 
     ON CONFLICT DO NOTHING makes two copies arriving at the same moment safe: the second
     waits for the first to commit and then inserts nothing, with no error to roll back.
@@ -230,19 +309,38 @@ def store_event(session: Session, call_id: int, event: Event, now: datetime) -> 
         "payload": event.payload,
         "received_at": now,
     }
-    return session.connection().execute(statement, values).first() is not None
-
-
-def lock_call(session: Session, call_id: int) -> Call:
-    """Load the call under a row lock so events applied at once queue up, not overwrite."""
-    return session.execute(_LOCK_CALL, {"call_id": call_id}).scalar_one()
-
-
-def events_of(session: Session, call_id: int) -> Sequence[CallEvent]:
-    return session.scalars(_EVENTS_OF, {"call_id": call_id}).all()
+    return session.connection().execute(statement, values).scalar()
 
 
 # Deriving the outcome -----------------------------------------------------------------------
+
+
+class CallFacts(Protocol):
+    """What `derive` reads of a call: a `Call`, or the `CallRow` the webhook reads."""
+
+    @property
+    def call_sid(self) -> str: ...
+    @property
+    def plan(self) -> list[list[dict[str, Any]]]: ...
+    @property
+    def after_hours(self) -> bool: ...
+
+
+class EventFacts(Protocol):
+    """What `derive` reads of an event: a `CallEvent`, or an `EventRow`."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def leg_sid(self) -> str: ...
+    @property
+    def status(self) -> str | None: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...
+    @property
+    def received_at(self) -> datetime: ...
 
 
 @dataclass
@@ -265,7 +363,7 @@ class Derived:
 @dataclass
 class _LegSeen:
     to: str | None = None
-    statuses: dict[str, CallEvent] = field(default_factory=dict)
+    statuses: dict[str, EventFacts] = field(default_factory=dict)
 
     def final(self) -> str | None:
         ended = [status for status in self.statuses if status in LEG_ENDED]
@@ -281,7 +379,7 @@ def _best_missed(statuses: Iterable[str]) -> str:
     return "no-answer"
 
 
-def derive(call: Call, events: Sequence[CallEvent]) -> Derived:
+def derive(call: CallFacts, events: Sequence[EventFacts]) -> Derived:
     """Fold all of a call's events into its outcome; the result depends on the set, not order."""
     steps = Plan.steps_from_json(call.plan)
     step_of: dict[str, int] = {}
@@ -293,8 +391,8 @@ def derive(call: Call, events: Sequence[CallEvent]) -> Derived:
 
     derived = Derived()
     children: dict[str, _LegSeen] = {}
-    dials: list[CallEvent] = []
-    parent_statuses: list[CallEvent] = []
+    dials: list[EventFacts] = []
+    parent_statuses: list[EventFacts] = []
     for event in sorted(events, key=lambda e: e.id or 0):
         status = event.status or ""
         if event.kind == DIAL:
@@ -314,7 +412,7 @@ def derive(call: Call, events: Sequence[CallEvent]) -> Derived:
             derived.ended = True
             derived.ended_at = event_time(event.payload, event.received_at)
 
-    def caller_gone(dial: CallEvent) -> bool:
+    def caller_gone(dial: EventFacts) -> bool:
         return dial.status == "canceled" or (
             dial.status not in DIAL_ANSWERED and dial.payload.get("CallStatus") == "completed"
         )
@@ -426,87 +524,161 @@ def settle(current: str, derived: str) -> str:
     return current
 
 
-def waiting_for_callback(call: Call) -> bool:
-    """Tell whether the call, as it stands, leaves the caller waiting for a callback."""
-    if call.outcome in MISSED or call.outcome == "abandoned":
+def waiting_for_callback(outcome: str, ended_at: datetime | None) -> bool:
+    """Tell whether a call with this outcome leaves the caller waiting for a callback."""
+    if outcome in MISSED or outcome == "abandoned":
         return True
     # An after-hours caller may still press 1 for a request of their own: wait for the end.
-    return call.outcome == "after-hours" and call.ended_at is not None
+    return outcome == "after-hours" and ended_at is not None
 
 
 # Applying events ----------------------------------------------------------------------------
 
 
-def apply(session: Session, settings: Settings, call_id: int, *, now: datetime) -> Call:
-    """Derive the call's outcome from all its events and write it, with what follows from it."""
-    call = lock_call(session, call_id)
-    derived = derive(call, events_of(session, call_id))
-    before_outcome = call.outcome
-    before_waiting = waiting_for_callback(call)
+FollowUp = Literal["close-requests", "request-callback", "relabel-request"]
 
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What a call's events make of its row: the columns that change, and what follows."""
+
+    outcome: str
+    values: dict[str, Any]
+    follow_up: FollowUp | None
+
+
+def decide(
+    session: Session, call: CallRow, events: Sequence[EventFacts], *, now: datetime
+) -> Change:
+    """Derive the call's outcome from all its events and say what to write; write nothing."""
+    derived = derive(call, events)
+    values: dict[str, Any] = {}
     if derived.parent_status and LEG_RANK.get(derived.parent_status, -1) > LEG_RANK.get(
         call.status or "", -1
     ):
-        call.status = derived.parent_status
-    if derived.ended and call.ended_at is None:
-        call.ended_at = derived.ended_at or now
-    call.outcome = settle(call.outcome, derived.outcome)
+        values["status"] = derived.parent_status
+    ended_at = call.ended_at
+    if derived.ended and ended_at is None:
+        ended_at = values["ended_at"] = derived.ended_at or now
+    outcome = values["outcome"] = settle(call.outcome, derived.outcome)
 
+    follow_up: FollowUp | None = None
     if derived.outcome == "answered":
-        _set_answered(session, call, derived)
-        if before_outcome != "answered":
-            callbacks.close_on_answer(session, call, now=now)
-        return call
+        values.update(_answered_values(session, call, derived))
+        if call.outcome != "answered":
+            follow_up = "close-requests"
+    elif waiting_for_callback(outcome, ended_at):
+        if not waiting_for_callback(call.outcome, call.ended_at):
+            follow_up = "request-callback"
+        elif outcome != call.outcome:
+            follow_up = "relabel-request"
+    # Only what differs is written, and nothing when nothing does, as the ORM would.
+    changed = {name: value for name, value in values.items() if getattr(call, name) != value}
+    return Change(outcome, changed, follow_up)
 
-    waiting = waiting_for_callback(call)
-    if waiting and not before_waiting:
-        _request_callback(session, settings, call, now)
-    elif waiting and call.outcome != before_outcome:
-        callbacks.set_reason(session, call, CALLBACK_REASON.get(call.outcome, "missed"))
-    return call
 
-
-def _set_answered(session: Session, call: Call, derived: Derived) -> None:
+def _answered_values(session: Session, call: CallRow, derived: Derived) -> dict[str, Any]:
+    """Return who answered, ring time and talk time, as column values."""
+    values: dict[str, Any] = {}
     leg = derived.answered_leg
     if leg is not None:
-        staff_id = session.scalar(select(Staff.id).where(Staff.key == leg.staff_key))
-        call.answered_by_id = staff_id
-        call.as_substitute = leg.for_key is not None
+        values["answered_by_id"] = session.connection().scalar(_STAFF_ID, {"key": leg.staff_key})
+        values["as_substitute"] = leg.for_key is not None
     if derived.answered_at is not None:
-        call.answered_at = derived.answered_at
-        call.ring_seconds = max(0, round((derived.answered_at - call.started_at).total_seconds()))
+        values["answered_at"] = derived.answered_at
+        ring = (derived.answered_at - call.started_at).total_seconds()
+        values["ring_seconds"] = max(0, round(ring))
     if derived.talk_seconds is not None:
-        call.talk_seconds = derived.talk_seconds
+        values["talk_seconds"] = derived.talk_seconds
+    return values
 
 
-def _request_callback(session: Session, settings: Settings, call: Call, now: datetime) -> None:
+def write(
+    session: Session, settings: Settings, call: CallRow, change: Change, now: datetime
+) -> None:
+    """Write a decided change and open, close or relabel the caller's callback request."""
+    if change.values:
+        # The parameters' names choose the SET columns, so one statement serves every change;
+        # `updated_at` follows by its onupdate.
+        session.connection().execute(_UPDATE_CALL, {"call_id": call.id, **change.values})
+    if change.follow_up is None:
+        return
+    # `callbacks` reads only what a call never changes (its id, caller, line, start), so a
+    # `Call` this session holds already (dial-complete's) serves as it is.
+    orm_call = session.execute(_LOAD_CALL, {"call_id": call.id}).scalar_one()
+    if change.follow_up == "close-requests":
+        callbacks.close_on_answer(session, orm_call, now=now)
+    elif change.follow_up == "request-callback":
+        _request_callback(session, settings, orm_call, change.outcome, now)
+    else:
+        reason = CALLBACK_REASON.get(change.outcome, "missed")
+        callbacks.set_reason(session, orm_call, reason)
+
+
+def store_and_apply(
+    session: Session, settings: Settings, call: CallRow, event: Event, *, now: datetime
+) -> bool:
+    """Store the event once and apply it to the call; return whether it was new.
+
+    On SQLite the first write takes the lock of the whole database until commit, and every
+    other worker's callback waits for it in SQLite's busy handler, which sleeps in steps of
+    milliseconds. So the call and its events are read, a copy recognised and the outcome
+    decided before the first write; the write transaction stores the event, checks under the
+    call's row lock that neither the call nor its events changed meanwhile (if they did, it
+    decides again from what is stored now) and writes.
+    """
+    events = events_of(session, call.id)
+    if any(stored.dedupe_key == event.dedupe_key for stored in events):
+        return False
+    pending = EventRow(
+        NOT_STORED_YET,
+        event.dedupe_key,
+        event.kind,
+        event.leg_sid,
+        event.status,
+        event.payload,
+        now,
+    )
+    change = decide(session, call, [*events, pending], now=now)
+    event_id = store_event(session, call.id, event, now)
+    if event_id is None:
+        return False
+    locked = lock_row(session, call.id)
+    ids = set(session.connection().execute(_EVENT_IDS, {"call_id": call.id}).scalars())
+    if locked != call or ids != {*(stored.id for stored in events), event_id}:
+        change = decide(session, locked, events_of(session, call.id), now=now)
+    write(session, settings, locked, change, now)
+    return True
+
+
+def _request_callback(
+    session: Session, settings: Settings, call: Call, outcome: str, now: datetime
+) -> None:
     if call.line_id is None or phones.is_withheld(call.from_number):
         # Not our line, or nobody to call back: a withheld caller was asked for a number.
         return
-    reason = CALLBACK_REASON[call.outcome]
+    reason = CALLBACK_REASON[outcome]
     request = callbacks.request_callback(
         session, settings, phone=call.from_number, reason=reason, now=now, call=call
     )
     log.info(
         "call %s %s: callback request %s for %s",
         call.call_sid,
-        call.outcome,
+        outcome,
         request.id,
         phones.mask(call.from_number),
     )
 
 
 def record_status(
-    session: Session, settings: Settings, form: Mapping[str, str], *, now: datetime
+    session: Session, settings: Settings, event: Event, *, now: datetime
 ) -> Literal["unknown", "duplicate", "applied"]:
-    """Store a status callback once and apply it to the caller's call."""
-    event = status_event(form)
-    call_id = find_parent(session, form)
-    if call_id is None:
+    """Store a parsed status callback once and apply it to the caller's call."""
+    call = find_parent(session, event.payload)
+    if call is None:
         return "unknown"
-    if not store_event(session, call_id, event, now):
+    if not store_and_apply(session, settings, call, event, now=now):
         return "duplicate"
-    apply(session, settings, call_id, now=now)
     return "applied"
 
 
@@ -515,10 +687,7 @@ def record_dial(
 ) -> bool:
     """Store a dial-complete callback once and apply it; return whether it was new."""
     event = dial_event(form, call.step)
-    if not store_event(session, call.id, event, now):
-        return False
-    apply(session, settings, call.id, now=now)
-    return True
+    return store_and_apply(session, settings, read_call(session, call.id), event, now=now)
 
 
 def dial_ended(

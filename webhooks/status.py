@@ -77,7 +77,7 @@ def status() -> Response:
 
     def work() -> str:
         with transaction(runtime.sessions) as session:
-            return outcomes.record_status(session, runtime.settings, form, now=runtime.now())
+            return outcomes.record_status(session, runtime.settings, event, now=runtime.now())
 
     try:
         result = with_retries(work)
