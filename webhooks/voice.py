@@ -102,7 +102,8 @@ def voice() -> str:
             to_number=form["To"],
             now=runtime.now(),
         )
-    log.info("call %s from %s: %s", form["CallSid"], phones.mask(form["From"]), answer.kind)
+    # DEBUG: the call row holds all of this; a line per call costs a write per call.
+    log.debug("call %s from %s: %s", form["CallSid"], phones.mask(form["From"]), answer.kind)
     return _render_xml(settings, answer, first_contact=True)
 
 
