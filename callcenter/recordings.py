@@ -462,6 +462,10 @@ class VerificationFailed(Exception):
     """What storage holds is not what Twilio sent."""
 
 
+class ClaimLost(Exception):
+    """Another worker took the recording over after this worker's lease ran out."""
+
+
 @dataclass
 class IngestReport:
     """What one ingestion run did; SIDs only, nothing personal."""
@@ -516,7 +520,9 @@ def ingest_one(
     sid = claimed.recording_sid
     if claimed.step == "ingest":
         try:
-            stored, duration, channels = _download(storage, twilio, claimed)
+            stored, duration, channels = _download(
+                storage, twilio, claimed, still_ours=lambda: _still_claimed(sessions, claimed)
+            )
         except Exception as exc:
             error = _describe(exc)
             log.warning(
@@ -567,8 +573,27 @@ def ingest_one(
     return report
 
 
+def _still_claimed(sessions: sessionmaker[Session], claimed: Claim) -> bool:
+    """Tell whether this worker still holds the row and nobody has stored it meanwhile."""
+    with sessions() as session:
+        return (
+            session.scalar(
+                select(Recording.id).where(
+                    Recording.recording_sid == claimed.recording_sid,
+                    Recording.claimed_by == claimed.worker,
+                    Recording.status == "pending",
+                )
+            )
+            is not None
+        )
+
+
 def _download(
-    storage: Storage, twilio: TwilioApi, claimed: Claim
+    storage: Storage,
+    twilio: TwilioApi,
+    claimed: Claim,
+    *,
+    still_ours: Callable[[], bool] = lambda: True,
 ) -> tuple[StoredObject, int | None, int | None]:
     """Stream the media into storage, verify it, and return it with the WAV's length/channels."""
     key = media_key(claimed.recording_sid, claimed.started_at)
@@ -581,6 +606,9 @@ def _download(
             yield chunk
 
     with twilio.stream_media(claimed.recording_sid) as media:
+        # A slow download can outlive the lease: never write over another worker's copy.
+        if not still_ours():
+            raise ClaimLost("another worker holds the recording now")
         # A body cut short raises inside put_stream, which then leaves no object behind.
         stored = storage.put_stream(key, sniffed(media.chunks))
     try:
@@ -596,8 +624,11 @@ def _download(
         if (again.size, again.sha256) != (stored.size, stored.sha256):
             raise VerificationFailed("the object read back differs from what was sent")
     except VerificationFailed:
-        # Nothing refers to this object yet (the row is still pending): remove it.
-        storage.delete_all([key])
+        # Nothing refers to this object yet (the row is still pending): remove it. Unless our
+        # claim ran out and another worker stored the recording under the same key meanwhile:
+        # then the object may be its verified copy, and retention removes any leftover later.
+        if still_ours():
+            storage.delete_all([key])
         raise
     wav = parse_wav_header(bytes(head))
     duration, channels = wav if wav else (None, None)

@@ -459,3 +459,36 @@ def test_claims_are_exclusive_and_expire(
     # The first worker's late result no longer counts.
     with transaction(sessions) as s:
         assert not recordings.mark_stored(s, first, StoredObject("k", 1, "0" * 64), now=NOW)
+
+
+def test_a_worker_whose_lease_ran_out_does_not_touch_the_new_holders_copy(
+    runtime: Runtime,
+    sessions: sessionmaker[Session],
+    fake_twilio: FakeTwilio,
+    pending: FakeRecording,
+) -> None:
+    with transaction(sessions) as s:
+        stale = recordings.claim(s, worker="slow", now=NOW, policy=FAST)
+    assert stale is not None
+    # The lease runs out; another worker ingests the recording completely.
+    report = recordings.ingest_pending(
+        runtime.sessions,
+        runtime.storage,
+        runtime.twilio,
+        now=NOW + FAST.lease + timedelta(minutes=1),
+        worker="fresh",
+        policy=FAST,
+    )
+    assert report.stored == [pending.sid]
+    key = media_key(pending.sid, pending.start_time)
+    good = runtime.storage.stat(key)
+    assert good is not None
+    # Twilio still serves the media (say its deletion failed): the stale worker finishes its
+    # download now, and must neither overwrite nor delete the stored copy.
+    pending.media_deleted = False
+    report = recordings.ingest_one(
+        runtime.sessions, runtime.storage, runtime.twilio, stale, now=NOW + FAST.lease * 2
+    )
+    assert pending.sid in report.failed and "another worker" in report.failed[pending.sid]
+    assert runtime.storage.stat(key) == good
+    assert row(session=sessions(), sid=pending.sid).status == "stored"
