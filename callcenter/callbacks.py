@@ -11,7 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from callcenter.calls import company_hours
 from callcenter.models import Call, CallbackRequest
@@ -80,7 +80,11 @@ def request_callback(
 def list_callbacks(
     session: Session, *, status: str | None = None, overdue_at: datetime | None = None
 ) -> Sequence[CallbackRequest]:
-    query = select(CallbackRequest).order_by(CallbackRequest.due_at, CallbackRequest.id)
+    query = (
+        select(CallbackRequest)
+        .options(joinedload(CallbackRequest.call))
+        .order_by(CallbackRequest.due_at, CallbackRequest.id)
+    )
     if status is not None:
         query = query.where(CallbackRequest.status == status)
     if overdue_at is not None:

@@ -155,7 +155,8 @@ class Call(Base):
     talk_seconds: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    answered_by: Mapped[Staff | None] = relationship(lazy="joined")
+    # Loaded only when asked for: the webhooks load calls on every callback and never need it.
+    answered_by: Mapped[Staff | None] = relationship(lazy="select")
 
 
 class CallEvent(Base):
@@ -189,7 +190,9 @@ class CallbackRequest(Base):
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     note: Mapped[str | None] = mapped_column(Text)
 
-    call: Mapped[Call | None] = relationship(lazy="joined")
+    # Loaded only when asked for (lists join it explicitly): callbacks are written on the
+    # status-callback path, which never needs the call behind them.
+    call: Mapped[Call | None] = relationship(lazy="select")
 
     __table_args__ = (
         UniqueConstraint("phone", "local_day", name="uq_callback_phone_day"),
