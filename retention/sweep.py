@@ -98,6 +98,20 @@ class DueRecording:
         return self.storage_key or media_key(self.recording_sid, self.started_at)
 
 
+# The columns of a DueRecording, in its field order.
+_DUE_COLUMNS = (
+    Recording.id,
+    Recording.recording_sid,
+    Recording.status,
+    Recording.due_at,
+    Recording.storage_key,
+    Recording.provider_deleted_at,
+    Recording.on_hold,
+    Recording.sha256,
+    Recording.started_at,
+)
+
+
 @dataclass
 class SweepReport:
     """What one run did (or, in a dry run, would do)."""
@@ -139,17 +153,7 @@ def due_batches(
     after: tuple[datetime, int] | None = None
     while True:
         query = (
-            select(
-                Recording.id,
-                Recording.recording_sid,
-                Recording.status,
-                Recording.due_at,
-                Recording.storage_key,
-                Recording.provider_deleted_at,
-                Recording.on_hold,
-                Recording.sha256,
-                Recording.started_at,
-            )
+            select(*_DUE_COLUMNS)
             .where(Recording.deleted_at.is_(None), Recording.due_at <= now)
             .order_by(Recording.due_at, Recording.id)
             .limit(batch_size)
@@ -344,17 +348,7 @@ def _claim(
         )
         # Re-read the rows as claimed: a hold or an ingestion may have changed them since.
         claimed = session.execute(
-            select(
-                Recording.id,
-                Recording.recording_sid,
-                Recording.status,
-                Recording.due_at,
-                Recording.storage_key,
-                Recording.provider_deleted_at,
-                Recording.on_hold,
-                Recording.sha256,
-                Recording.started_at,
-            ).where(Recording.id.in_(ids), Recording.claimed_by == holder)
+            select(*_DUE_COLUMNS).where(Recording.id.in_(ids), Recording.claimed_by == holder)
         ).all()
     by_id = {row[0]: DueRecording(*row) for row in claimed}
     return [by_id[row.id] for row in rows if row.id in by_id]
