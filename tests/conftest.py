@@ -81,6 +81,9 @@ def database_url(database_template: str, tmp_path: Path) -> str:
         with engine.begin() as connection:
             # Replica mode switches triggers off for this session only, so the append-only
             # retention log can be emptied between tests.
+            # A test that leaves a transaction open would make TRUNCATE wait forever: fail
+            # loudly instead, naming the lock.
+            connection.execute(text("SET lock_timeout = '20s'"))
             connection.execute(text("SET session_replication_role = replica"))
             connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
             # The migration's own row, as a freshly migrated database has it.

@@ -491,4 +491,5 @@ def test_a_worker_whose_lease_ran_out_does_not_touch_the_new_holders_copy(
     )
     assert pending.sid in report.failed and "another worker" in report.failed[pending.sid]
     assert runtime.storage.stat(key) == good
-    assert row(session=sessions(), sid=pending.sid).status == "stored"
+    with sessions() as s:
+        assert row(s, pending.sid).status == "stored"
