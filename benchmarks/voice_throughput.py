@@ -98,11 +98,13 @@ def wait_up(url: str, process: subprocess.Popen[bytes]) -> None:
 
 
 WORKERS = 2
+THREADS = 1
 
 
 def gunicorn(app: str, env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen[bytes]:
+    threads = ["--threads", str(THREADS)] if THREADS > 1 else []
     return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--bind",
+        [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), *threads, "--bind",
          f"127.0.0.1:{port}", app],
         env=env,
         cwd=cwd,
@@ -158,9 +160,10 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--calls", type=int, default=120_000, help="distinct signed calls")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="gthread workers when > 1")
     args = parser.parse_args()
-    global WORKERS
-    WORKERS = args.workers
+    global WORKERS, THREADS
+    WORKERS, THREADS = args.workers, args.threads
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
 
@@ -255,7 +258,7 @@ def main() -> None:
         rows = connection.execute(text("SELECT count(*) FROM calls")).scalar_one()
     engine.dispose()
     print(f"load: wrk, {args.connections} connections, {args.seconds} s each; "
-          f"gunicorn {WORKERS} workers")
+          f"gunicorn {WORKERS} workers" + (f" x {THREADS} threads" if THREADS > 1 else ""))
     for name, figures in (("bare flask", bare), ("callcenter", real)):
         print(
             f"{name:>11}: {figures['rps']:8.0f} req/s  p50 {figures['p50']:6.2f} ms  "
