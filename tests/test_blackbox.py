@@ -153,7 +153,7 @@ def test_the_readme_run_command_serves_and_shows_a_call(tmp_path: Path) -> None:
     }
     port = free_port()
     server = subprocess.Popen(
-        [*CALLCENTER, "serve", "--port", str(port), "--no-scheduler"],
+        [*CALLCENTER, "serve", "--port", str(port)],
         cwd=tmp_path,
         env={**env, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
@@ -192,10 +192,15 @@ def test_the_readme_run_command_serves_and_shows_a_call(tmp_path: Path) -> None:
             timeout=60,
         )
     finally:
+        # Give the scheduler child time to start (or to refuse to), then stop everything.
+        time.sleep(3)
         server.terminate()
-        server.wait(timeout=15)
+        rest, _ = server.communicate(timeout=30)
     output = "\n".join(lines)
     assert "development defaults for:" in output
+    # The scheduler ran beside the web process, on the same development defaults.
+    assert "scheduler lease taken" in rest, rest
+    assert "callcenter: " not in rest, rest
     assert "simulation failed" not in output, output
     notice = output.index("ierakstīta")
     assert notice < output.index("dialling +37120000002")

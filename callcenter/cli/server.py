@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -115,6 +116,10 @@ def serve(port: int, demo: bool, with_scheduler: bool) -> None:
             if sample.load(session, now()):
                 click.echo("loaded the sample directory (callcenter staff list, line list)")
     env = settings_module.development_env(os.environ, port)
+    if not (os.environ.get("PUBLIC_BASE_URL") or "").strip():
+        # The scheduler needs no public address, and the development one is plain http,
+        # which a production process refuses.
+        env.pop("PUBLIC_BASE_URL", None)
     children: list[subprocess.Popen[bytes]] = []
     if with_scheduler:
         children.append(
@@ -127,6 +132,11 @@ def serve(port: int, demo: bool, with_scheduler: bool) -> None:
     click.echo(f"serving on {base} (Ctrl-C stops)")
     if demo:
         _demo_calls(rt, base)
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM (a process manager, a test) stops it like Ctrl-C: the scheduler child goes too.
+    signal.signal(signal.SIGTERM, stop)
     try:
         while thread.is_alive():
             time.sleep(0.5)
@@ -163,7 +173,10 @@ def _demo_calls(rt: Runtime, base: str) -> None:
                 click.echo("  " + line)
         except (SimulationError, requests.RequestException) as exc:
             click.echo(f"  simulation failed: {exc}", err=True)
-    click.echo("\nmore: callcenter simulate-call --to +37167000001 --outcome no-answer --press 1")
+    click.echo(
+        "\nmore: callcenter simulate-call --to +37167000001 "
+        "--outcome no-answer --outcome no-answer --press 1"
+    )
 
 
 @click.command("simulate-call")
