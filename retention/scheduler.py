@@ -69,11 +69,17 @@ def ingest_job(runtime: Runtime, now: datetime) -> None:
     ingest_pending(runtime.sessions, runtime.storage, runtime.twilio, now=now)
 
 
+# The daily reconciliation looks this far back: it runs every day, so a recording whose
+# callback was lost is found on the first run after it; a full pass is
+# `callcenter recordings reconcile` without --since.
+RECONCILE_WINDOW = timedelta(days=7)
+
+
 def reconcile_job(runtime: Runtime, now: datetime) -> None:
-    """Compare Twilio's recording list with ours and ingest what callbacks missed."""
+    """Compare Twilio's recent recordings with ours and ingest what callbacks missed."""
     from callcenter.recordings import reconcile
 
-    reconcile(runtime, now=now)
+    reconcile(runtime, now=now, since=(now - RECONCILE_WINDOW).date())
 
 
 class SchedulerLease:

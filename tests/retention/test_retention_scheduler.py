@@ -44,9 +44,20 @@ def test_ingest_job_moves_pending_recordings_to_storage(
     assert count_entries(rt.sessions, "stored", pending.recording_sid) == 1
 
 
-def test_reconcile_job_runs(rt: Runtime, twilio: FakeTwilio) -> None:
-    twilio.add()
-    scheduler.reconcile_job(rt, NOW)
+def test_reconcile_job_finds_recent_recordings_whose_callback_never_came(
+    rt: Runtime, twilio: FakeTwilio
+) -> None:
+    from sqlalchemy import select
+
+    from callcenter.models import Recording
+
+    now = datetime.now(UTC)
+    recent = twilio.add(start_time=now - timedelta(days=2))
+    twilio.add(start_time=now - timedelta(days=30))  # before the window: a full pass's job
+    scheduler.reconcile_job(rt, now)
+    with rt.sessions() as session:
+        found = session.scalars(select(Recording.recording_sid)).all()
+    assert list(found) == [recent.sid]
     assert twilio.count("GET", "/Recordings.json") >= 1
 
 
