@@ -132,6 +132,7 @@ def serve(port: int, demo: bool, with_scheduler: bool) -> None:
     click.echo(f"serving on {base} (Ctrl-C stops)")
     if demo:
         _demo_calls(rt, base)
+
     def stop(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
