@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
@@ -21,7 +21,7 @@ from callcenter.hours import DEFAULT_HOURS, LatvianCalendar, WorkingHours, parse
 from callcenter.models import Call
 from callcenter.routing import Plan, Step, plan_for_line
 from callcenter.settings import Settings
-from callcenter.snapshot import Directory, DirectoryCache, LineInfo
+from callcenter.snapshot import CHANGES_AHEAD, Directory, DirectoryCache, LineInfo
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +38,18 @@ class Answer:
     announcements: tuple[str, ...] = ()
     message: str | None = None
     caller_withheld: bool = False
-    notes: tuple[str, ...] = field(default=())
-
-
-def working_hours(session: Session, settings: Settings, spec: str, now: datetime) -> WorkingHours:
-    """Build a line's hours with the changes announced around `now`."""
-    today = now.astimezone(settings.timezone).date()
-    changes = directory.hours_changes(
-        session, today - timedelta(days=1), today + timedelta(days=22)
-    )
-    return WorkingHours(
-        parse_hours(spec), LatvianCalendar(settings.moved_days_off), settings.timezone, changes
-    )
 
 
 def company_hours(session: Session, settings: Settings, now: datetime) -> WorkingHours:
     """The company's own working days, which callback due dates are counted in."""
-    return working_hours(session, settings, DEFAULT_HOURS, now)
+    today = now.astimezone(settings.timezone).date()
+    changes = directory.hours_changes(session, today - timedelta(days=1), today + CHANGES_AHEAD)
+    return WorkingHours(
+        parse_hours(DEFAULT_HOURS),
+        LatvianCalendar(settings.moved_days_off),
+        settings.timezone,
+        changes,
+    )
 
 
 def notice_label(settings: Settings) -> str:
@@ -286,7 +281,7 @@ def next_step(
     settings: Settings,
     call: Call,
     now: datetime,
-    cache: DirectoryCache | None = None,
+    cache: DirectoryCache,
 ) -> Answer:
     """Move a call whose dial was not answered to its next step, or to the callback offer."""
     steps = Plan.steps_from_json(call.plan)
@@ -295,8 +290,6 @@ def next_step(
     if call.step < len(steps) and call.notice is None:
         # Never connect anyone before the notice: a row without one is not ours to dial.
         call.step = len(steps)
-    if cache is None:
-        cache = DirectoryCache(settings)
     return _answer_for(cache.get(session.connection(), now), CallState.of(call))
 
 

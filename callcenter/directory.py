@@ -244,21 +244,6 @@ def cancel_absence(session: Session, absence_id: int, *, now: datetime) -> Absen
     return absence
 
 
-def absences_at(session: Session, staff_ids: Sequence[int], at: datetime) -> dict[int, Absence]:
-    """Return the absence in force at `at` for each of `staff_ids` (start inclusive, end not)."""
-    if not staff_ids:
-        return {}
-    rows = session.scalars(
-        select(Absence).where(
-            Absence.staff_id.in_(staff_ids),
-            Absence.cancelled_at.is_(None),
-            Absence.starts_at <= at,
-            Absence.ends_at > at,
-        )
-    ).all()
-    return {row.staff_id: row for row in rows}
-
-
 # One-off hours changes -----------------------------------------------------------------
 
 

@@ -58,16 +58,6 @@ log = logging.getLogger(__name__)
 STATUS: Literal["status"] = "status"
 DIAL: Literal["dial"] = "dial"
 
-OUTCOMES = (
-    "in-progress",
-    "abandoned",
-    "no-answer",
-    "busy",
-    "failed",
-    "after-hours",
-    "callback-requested",
-    "answered",
-)
 RANK = {
     "in-progress": 0,
     "abandoned": 1,
@@ -352,7 +342,6 @@ class Derived:
     ended_at: datetime | None = None
     parent_status: str | None = None
     answered_leg: Leg | None = None
-    answered_phone: str | None = None
     answered_step: int | None = None
     answered_at: datetime | None = None
     talk_seconds: int | None = None
@@ -460,7 +449,6 @@ def derive(call: CallFacts, events: Sequence[EventFacts]) -> Derived:
         derived.outcome = "answered"
         if answered_sid is not None:
             seen = children[answered_sid]
-            derived.answered_phone = seen.to
             derived.answered_leg = leg_of.get(seen.to or "")
             derived.answered_step = step_of.get(seen.to or "")
             if "in-progress" in seen.statuses:
@@ -478,7 +466,6 @@ def derive(call: CallFacts, events: Sequence[EventFacts]) -> Derived:
             if derived.answered_leg is None and index < len(steps) and len(steps[index]) == 1:
                 # One number rang: whoever answered the dial is that one.
                 derived.answered_leg = steps[index][0]
-                derived.answered_phone = steps[index][0].phone
                 derived.answered_step = index
             talk = _seconds(answered_dial.payload, "DialCallDuration")
             if talk is not None:
@@ -697,7 +684,7 @@ def dial_ended(
     form: Mapping[str, str],
     *,
     now: datetime,
-    cache: DirectoryCache | None = None,
+    cache: DirectoryCache,
 ) -> calls.Answer | None:
     """Record a dial's end and decide what the caller hears next; None means hang up."""
     new = record_dial(session, settings, call, form, now=now)

@@ -7,7 +7,7 @@ the line's overflow group or, with nobody left, the offer of a callback. Never s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -132,7 +132,3 @@ def plan_for_line(directory: Directory, line: LineInfo, at: datetime) -> Plan:
     if not steps:
         resolver.notes.append("nobody available: callback offered")
     return Plan(intended, tuple(steps), tuple(resolver.notes))
-
-
-def legs_in(steps: Sequence[Step]) -> list[Leg]:
-    return [leg for step in steps for leg in step]

@@ -13,13 +13,13 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Connection, event, select, update
 from sqlalchemy.orm import Session
 
-from callcenter.hours import Change, LatvianCalendar, WorkingHours, parse_hours, parse_interval
+from callcenter.directory import hours_changes
+from callcenter.hours import Change, LatvianCalendar, WorkingHours, parse_hours
 from callcenter.models import (
     Absence,
     DirectoryVersion,
@@ -89,6 +89,8 @@ class Directory:
     absences: tuple[Away, ...]
     changes: tuple[Change, ...]
     settings: Settings = field(repr=False)
+    # Working hours per spec, built on first use: a snapshot's calendar never changes.
+    _hours: dict[str, WorkingHours] = field(default_factory=dict, repr=False, compare=False)
 
     def covers(self, at: datetime) -> bool:
         return self.loaded_for - PAST_MARGIN <= at <= self.loaded_for + FRESH_FOR
@@ -96,10 +98,6 @@ class Directory:
     def absent_at(self, at: datetime) -> dict[int, Away]:
         """Return the absence in force at `at` per person (start inclusive, end exclusive)."""
         return {a.staff_id: a for a in self.absences if a.starts_at <= at < a.ends_at}
-
-    @cached_property
-    def _hours(self) -> dict[str, WorkingHours]:
-        return {}
 
     def hours_for(self, spec: str) -> WorkingHours:
         """The working hours of a spec, with the calendar and the changes applied."""
@@ -173,15 +171,7 @@ def load(session: Session, settings: Settings, at: datetime, version: int) -> Di
         )
     )
     today = at.astimezone(settings.timezone).date()
-    changes = tuple(
-        Change(c.day, parse_interval(c.hours) if c.hours else None, c.message)
-        for c in session.scalars(
-            select(HoursChange).where(
-                HoursChange.day >= today - timedelta(days=1),
-                HoursChange.day <= today + CHANGES_AHEAD,
-            )
-        )
-    )
+    changes = tuple(hours_changes(session, today - timedelta(days=1), today + CHANGES_AHEAD))
     return Directory(version, at, people, groups, lines, absences, changes, settings)
 
 

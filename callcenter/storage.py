@@ -32,10 +32,6 @@ S3_DELETE_BATCH = 1000
 _KEY = re.compile(r"^(?!/)(?!.*(?:^|/)\.\.?(?:/|$))[A-Za-z0-9._/-]{1,400}$")
 
 
-class StorageError(Exception):
-    """The storage refused or failed an operation."""
-
-
 @dataclass(frozen=True)
 class StoredObject:
     key: str

@@ -110,13 +110,10 @@ def voice() -> str:
 @functools.lru_cache(maxsize=512)
 def _render_xml(settings: Settings, answer: calls.Answer, *, first_contact: bool) -> str:
     """Render an answer; the same answer always renders the same, so it is done once."""
-    return str(_render(answer, first_contact=first_contact, settings=settings))
+    return str(_render(settings, answer, first_contact=first_contact))
 
 
-def _render(
-    answer: calls.Answer, *, first_contact: bool, settings: Settings | None = None
-) -> VoiceResponse:
-    settings = settings or _runtime().settings
+def _render(settings: Settings, answer: calls.Answer, *, first_contact: bool) -> VoiceResponse:
     if answer.kind == "connect":
         return twiml.connect(
             settings,
@@ -164,7 +161,7 @@ def dial_complete() -> VoiceResponse:
         )
         if answer is None:
             return twiml.hang_up()
-    return _render(answer, first_contact=False)
+    return _render(runtime.settings, answer, first_contact=False)
 
 
 @bp.post(twiml.WHISPER)

@@ -6,26 +6,19 @@ import csv
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine
 
-from callcenter.cli import main
 from callcenter.runtime import Runtime
+from tests.cli import Result
+from tests.cli import run as run_cli
 from tests.fakes.twilio_api import FakeTwilio
 from tests.retention.conftest import AddRecording, entries, reload
 from tests.retention.test_retention_verify import tamper
 
 LONG_AGO = datetime(2024, 1, 15, 9, 30, tzinfo=UTC)
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
 
 
 Invoke = Callable[..., Result]
@@ -38,22 +31,12 @@ def run(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> Invoke:
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("TWILIO_API_BASE_URL", rt.settings.twilio_api_base_url)
-    monkeypatch.setenv("USER", "compliance-officer")
-
-    def invoke(*args: str) -> Result:
-        capsys.readouterr()
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return invoke
+    cli_env = {
+        **env,
+        "TWILIO_API_BASE_URL": rt.settings.twilio_api_base_url,
+        "USER": "compliance-officer",
+    }
+    return lambda *args: run_cli(capsys, monkeypatch, cli_env, *args)
 
 
 def test_dry_run_lists_what_would_go_and_changes_nothing(
