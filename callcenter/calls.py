@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Engine, Table, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
@@ -107,47 +108,159 @@ def _answer_for(directory: Directory, state: CallState) -> Answer:
     )
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What a call to a number at an instant is answered with, and its row's routing columns."""
+
+    line: LineInfo | None
+    columns: dict[str, Any]
+    answer: Answer
+    # The columns as bound parameters, per dialect: a memoized decision is processed once.
+    _params: dict[str, tuple[Any, ...]] = field(default_factory=dict, repr=False, compare=False)
+
+
+# A snapshot keeps at most this many decisions (lines x absences in force x dates: a handful).
+DECISIONS_KEPT = 1024
+
+
+def decide(
+    directory: Directory, settings: Settings, to_number: str, caller_withheld: bool, now: datetime
+) -> Decision:
+    """Decide a call: the plan and notice on an open line, else the hours or the fallback.
+
+    An open line's decision changes only with the absences in force and the local date (the
+    announced changes are the coming days'), so it is kept in the snapshot under those.
+    """
+    line = directory.lines.get(to_number)
+    if line is None:
+        columns = _columns(
+            routing_note="no line configured for this number",
+            # The fallback answer plays the notice before dialling the fallback number.
+            notice=notice_label(settings),
+        )
+        return Decision(None, columns, Answer("unknown-line", caller_withheld=caller_withheld))
+    hours = directory.hours_for(line.hours)
+    if not hours.is_open(now):
+        columns = _columns(
+            line_id=line.id,
+            after_hours=True,
+            outcome="after-hours",
+            routing_note="outside working hours",
+        )
+        message = speech.after_hours_message(hours, now)
+        return Decision(
+            line, columns, Answer("closed", message=message, caller_withheld=caller_withheld)
+        )
+    key = (line.number, caller_withheld, directory.in_force(now), hours.local(now).date())
+    found = directory.decisions.get(key)
+    if found is None:
+        found = _plan(directory, settings, line, hours, caller_withheld, now)
+        if len(directory.decisions) >= DECISIONS_KEPT:
+            directory.decisions.clear()
+        directory.decisions[key] = found
+    return found
+
+
+def _columns(**columns: Any) -> dict[str, Any]:
+    return {
+        "line_id": None,
+        "plan": [],
+        "after_hours": False,
+        "outcome": "in-progress",
+        "intended": None,
+        "routing_note": None,
+        "notice": None,
+        **columns,
+    }
+
+
+def _plan(
+    directory: Directory,
+    settings: Settings,
+    line: LineInfo,
+    hours: WorkingHours,
+    caller_withheld: bool,
+    now: datetime,
+) -> Decision:
+    plan = plan_for_line(directory, line, now)
+    columns = _columns(
+        line_id=line.id,
+        intended=plan.intended,
+        plan=plan.to_json(),
+        routing_note="; ".join(plan.notes) or None,
+        notice=notice_label(settings) if plan.steps else None,
+    )
+    if not plan.steps:
+        answer = Answer("nobody", message=speech.NOBODY_AVAILABLE, caller_withheld=caller_withheld)
+    else:
+        answer = Answer(
+            "connect",
+            legs=plan.steps[0],
+            announcements=tuple(speech.changes_announcement(hours, now)),
+            caller_withheld=caller_withheld,
+        )
+    return Decision(line, columns, answer)
+
+
 _CALLS = cast(Table, Call.__table__)
-_HOT_COLUMNS = (
-    "call_sid", "line_id", "from_number", "to_number", "started_at", "updated_at", "status",
-    "outcome", "plan", "step", "after_hours", "as_substitute", "intended", "routing_note",
-    "notice",
-)  # fmt: skip
+# The call row as the voice webhook writes it: what the call is, then how it was decided.
+_CALL_COLUMNS = ("call_sid", "from_number", "to_number", "started_at", "updated_at")
+_FIXED = {"status": "ringing", "step": 0, "as_substitute": False}
+_DECISION_COLUMNS = (*_FIXED, *_columns())
 
 
 class _CallInsert:
     """The call row's INSERT, prepared once per dialect and run on the DB-API cursor.
 
-    Every call takes this path, and SQLAlchemy's statement machinery costs more than SQLite's
-    own work here (the voice benchmark measures it). Values go through the columns' own bind
-    processors, so the row is stored exactly as the ORM would store it. The statement also
-    returns the directory version, which saves a second statement: the plan is made from the
-    snapshot first, and made again in the rare case that the directory moved.
+    Every call takes this path, and SQLAlchemy's statement machinery costs more than the
+    database's own work here (the voice benchmark measures it). Values go through the columns'
+    own bind processors, so the row is stored exactly as the ORM would store it; a memoized
+    decision's columns are processed once. The statement also returns the directory version,
+    which saves a second statement: the plan is made from the snapshot first, and made again
+    in the rare case that the directory moved.
     """
 
     def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect.name
         mark = "?" if dialect.paramstyle == "qmark" else "%s"
-        self.processors = [
-            _CALLS.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for name in _HOT_COLUMNS
-        ]
+
+        def processor(name: str) -> Callable[[Any], Any]:
+            found = _CALLS.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            return found or (lambda value: value)
+
+        self.process_time = processor("started_at")
+        self.decision_processors = [processor(name) for name in _DECISION_COLUMNS]
+        columns = ", ".join((*_CALL_COLUMNS, *_DECISION_COLUMNS))
+        count = len(_CALL_COLUMNS) + len(_DECISION_COLUMNS)
         # Built from the constant column names above; values are always bound parameters.
-        columns = ", ".join(_HOT_COLUMNS)
         self.sql = (
             f"INSERT INTO calls ({columns}) "  # noqa: S608
-            f"VALUES ({', '.join(mark for _ in _HOT_COLUMNS)}) "
+            f"VALUES ({', '.join(mark for _ in range(count))}) "
             "ON CONFLICT (call_sid) DO NOTHING "
             "RETURNING id, (SELECT version FROM directory_version WHERE id = 1)"
         )
         self.undo_sql = f"DELETE FROM calls WHERE id = {mark}"  # noqa: S608
 
-    def run(self, cursor: Any, values: dict[str, Any]) -> tuple[int, int | None] | None:
+    def _decision_params(self, decision: Decision) -> tuple[Any, ...]:
+        params = decision._params.get(self.dialect)
+        if params is None:
+            values = {**_FIXED, **decision.columns}
+            params = tuple(
+                process(values[name])
+                for name, process in zip(_DECISION_COLUMNS, self.decision_processors, strict=True)
+            )
+            decision._params[self.dialect] = params
+        return params
+
+    def run(
+        self, cursor: Any, call_sid: str, from_number: str, to_number: str, now: datetime,
+        decision: Decision,
+    ) -> tuple[int, int | None] | None:
         """Insert unless the CallSid exists; return (id, directory version), or None."""
-        params = tuple(
-            process(values.get(name)) if process else values.get(name)
-            for name, process in zip(_HOT_COLUMNS, self.processors, strict=True)
+        at = self.process_time(now)  # started_at and updated_at: the same instant
+        cursor.execute(
+            self.sql, (call_sid, from_number, to_number, at, at, *self._decision_params(decision))
         )
-        cursor.execute(self.sql, params)
         row = cursor.fetchone()
         return None if row is None else (row[0], row[1])
 
@@ -157,38 +270,13 @@ def _call_insert(dialect: Dialect) -> _CallInsert:
     return _CallInsert(dialect)
 
 
-def _decide(
-    directory: Directory, settings: Settings, values: dict[str, Any], now: datetime
-) -> LineInfo | None:
-    """Fill in the call row's routing: after hours, or the plan and the notice."""
-    line = directory.lines.get(values["to_number"])
-    values.update(
-        line_id=line.id if line else None,
-        plan=[],
-        after_hours=False,
-        outcome="in-progress",
-        intended=None,
-        notice=None,
-    )
-    if line is None:
-        values["routing_note"] = "no line configured for this number"
-        # The fallback answer plays the notice before dialling the fallback number.
-        values["notice"] = notice_label(settings)
-    elif not directory.hours_for(line.hours).is_open(now):
-        values.update(after_hours=True, outcome="after-hours", routing_note="outside working hours")
-    else:
-        plan = plan_for_line(directory, line, now)
-        values.update(
-            intended=plan.intended,
-            plan=plan.to_json(),
-            routing_note="; ".join(plan.notes) or None,
-            notice=notice_label(settings) if plan.steps else None,
-        )
-    return line
+# Times the directory may move under one call before the latest plan is kept regardless.
+_ATTEMPTS = 3
 
 
 def start_call(
-    connection: Connection,
+    cursor: Any,
+    engine: Engine,
     settings: Settings,
     cache: DirectoryCache,
     *,
@@ -199,81 +287,43 @@ def start_call(
 ) -> Answer:
     """Route an incoming call and record it; a retry of the same CallSid answers the same.
 
-    The common path is one statement: insert the row planned from the process's snapshot,
-    returning the directory version; if the directory moved meanwhile, plan again.
+    `cursor` is a DB-API cursor in the caller's transaction, which the caller commits. The
+    common path is one statement on it: insert the row decided from the process's snapshot,
+    returning the directory version; if the directory moved meanwhile, decide again. The
+    rare reads (a stale snapshot, a retried webhook) use a connection of their own.
     """
-    values: dict[str, Any] = {
-        "call_sid": call_sid,
-        "from_number": from_number,
-        "to_number": to_number,
-        "started_at": now,
-        "updated_at": now,
-        "status": "ringing",
-        "step": 0,
-        "as_substitute": False,
-    }
-    insert = _call_insert(connection.dialect)
-    # The DB-API cursor of the caller's connection: same transaction, committed by the caller.
-    cursor = connection.connection.cursor()
-    try:
-        return _record(connection, cursor, insert, settings, cache, values, now)
-    finally:
-        cursor.close()
-
-
-def _record(
-    connection: Connection,
-    cursor: Any,
-    insert: _CallInsert,
-    settings: Settings,
-    cache: DirectoryCache,
-    values: dict[str, Any],
-    now: datetime,
-) -> Answer:
-    call_sid, to_number = values["call_sid"], values["to_number"]
-    directory = cache.peek(connection, now)
-    for _attempt in range(3):
-        line, answer = _plan_and_answer(directory, settings, values, now)
+    insert = _call_insert(engine.dialect)
+    withheld = phones.is_withheld(from_number)
+    directory = cache.peek(now) or _reload(engine, cache, now)
+    for attempt in range(_ATTEMPTS):
         # The answer is ready before the INSERT: from the INSERT on, this transaction holds
         # SQLite's one write lock, and the caller commits as soon as this returns.
-        inserted = insert.run(cursor, values)
+        decision = decide(directory, settings, to_number, withheld, now)
+        inserted = insert.run(cursor, call_sid, from_number, to_number, now, decision)
         if inserted is None:
             # A retried webhook: answer from the row written the first time.
-            with Session(bind=connection) as session:
+            with Session(engine) as session:
                 existing = find_call(session, call_sid)
                 assert existing is not None
-                return _answer_for(cache.get(connection, now), CallState.of(existing))
+                return _answer_for(
+                    cache.get(session.connection(), now), CallState.of(existing)
+                )
         row_id, version = inserted
-        if version is not None and version == directory.version:
+        # No version row at all: the snapshot was read for this very call (see peek).
+        current = version == directory.version or (version is None and directory.version < 0)
+        if current or attempt == _ATTEMPTS - 1:
             break
-        # The directory changed since the snapshot was taken: undo, read it, plan again.
+        # The directory changed since the snapshot was taken: undo, read it, decide again.
         cursor.execute(insert.undo_sql, (row_id,))
-        directory = cache.get(connection, now)
-        if version is None:
-            # No version row to compare with: the snapshot just read is as fresh as it gets.
-            line, answer = _plan_and_answer(directory, settings, values, now)
-            if insert.run(cursor, values) is None:
-                raise RuntimeError(f"call {call_sid} appeared while being recorded")
-            break
-    if line is None:
+        directory = _reload(engine, cache, now)
+    if decision.line is None:
         log.warning("call %s to unconfigured number %s", call_sid, phones.mask(to_number))
-    return answer
+    return decision.answer
 
 
-def _plan_and_answer(
-    directory: Directory, settings: Settings, values: dict[str, Any], now: datetime
-) -> tuple[LineInfo | None, Answer]:
-    line = _decide(directory, settings, values, now)
-    state = CallState(
-        values["to_number"],
-        values["from_number"],
-        line is not None,
-        values["after_hours"],
-        values["plan"],
-        0,
-        now,
-    )
-    return line, _answer_for(directory, state)
+def _reload(engine: Engine, cache: DirectoryCache, now: datetime) -> Directory:
+    with engine.connect() as connection:
+        return cache.get(connection, now)
 
 
 def next_step(

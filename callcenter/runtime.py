@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from callcenter.db import make_engine, make_sessionmaker, utcnow
+from callcenter.db import PinnedConnections, make_engine, make_sessionmaker, utcnow
 from callcenter.settings import Settings
 
 if TYPE_CHECKING:
@@ -41,6 +41,11 @@ class Runtime:
         return make_sessionmaker(self.engine)
 
     @cached_property
+    def pinned(self) -> PinnedConnections:
+        """This process's kept connections, for the write every call makes."""
+        return PinnedConnections(self.engine)
+
+    @cached_property
     def directory(self) -> DirectoryCache:
         from callcenter.snapshot import DirectoryCache
 
@@ -59,5 +64,7 @@ class Runtime:
         return TwilioApi(self.settings)
 
     def close(self) -> None:
+        if "pinned" in self.__dict__:
+            self.pinned.close()
         if "engine" in self.__dict__:
             self.engine.dispose()

@@ -91,13 +91,19 @@ class Directory:
     settings: Settings = field(repr=False)
     # Working hours per spec, built on first use: a snapshot's calendar never changes.
     _hours: dict[str, WorkingHours] = field(default_factory=dict, repr=False, compare=False)
+    # Decisions of calls.decide, kept for the snapshot's life (it owns their inputs).
+    decisions: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def covers(self, at: datetime) -> bool:
         return self.loaded_for - PAST_MARGIN <= at <= self.loaded_for + FRESH_FOR
 
+    def in_force(self, at: datetime) -> tuple[Away, ...]:
+        """Return the absences in force at `at` (start inclusive, end exclusive)."""
+        return tuple(a for a in self.absences if a.starts_at <= at < a.ends_at)
+
     def absent_at(self, at: datetime) -> dict[int, Away]:
-        """Return the absence in force at `at` per person (start inclusive, end exclusive)."""
-        return {a.staff_id: a for a in self.absences if a.starts_at <= at < a.ends_at}
+        """Return the absence in force at `at` per person."""
+        return {a.staff_id: a for a in self.in_force(at)}
 
     def hours_for(self, spec: str) -> WorkingHours:
         """The working hours of a spec, with the calendar and the changes applied."""
@@ -184,12 +190,15 @@ class DirectoryCache:
         self._current: Directory | None = None
         self.loads = 0
 
-    def peek(self, connection: Connection, at: datetime) -> Directory:
-        """Return the snapshot without checking the version (the caller checks it later)."""
+    def peek(self, at: datetime) -> Directory | None:
+        """Return the snapshot without checking the version (the caller checks it later).
+
+        None when there is none for `at`, or no version to check it by: then `get` it.
+        """
         snapshot = self._current
         if snapshot is not None and snapshot.version >= 0 and snapshot.covers(at):
             return snapshot
-        return self.get(connection, at)
+        return None
 
     def get(self, connection: Connection, at: datetime) -> Directory:
         """Return a snapshot valid for `at`, reading the directory again only if it moved."""

@@ -134,8 +134,10 @@ def settings(env: dict[str, str]) -> Settings:
 
 
 @pytest.fixture
-def runtime(settings: Settings, engine: Engine) -> Runtime:
-    return Runtime(settings, _engine=engine)
+def runtime(settings: Settings, engine: Engine) -> Iterator[Runtime]:
+    runtime = Runtime(settings, _engine=engine)
+    yield runtime
+    runtime.close()
 
 
 @pytest.fixture

@@ -91,10 +91,11 @@ def voice() -> str:
     _check_account(form)
     runtime = _runtime()
     settings = runtime.settings
-    # A bare connection, not an ORM session: this is the path every call takes.
-    with runtime.engine.begin() as connection:
+    # This thread's kept connection, not an ORM session: this is the path every call takes.
+    with runtime.pinned.transaction() as cursor:
         answer = calls.start_call(
-            connection,
+            cursor,
+            runtime.engine,
             settings,
             runtime.directory,
             call_sid=form["CallSid"],
