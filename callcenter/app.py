@@ -34,7 +34,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     """Build the web app. Settings come from the environment unless given."""
     if runtime is None:
         runtime = Runtime(settings_module.for_web(settings or settings_module.load()))
+    from webhooks.forms import WebhookRequest
+
     app = Flask(__name__)
+    app.request_class = WebhookRequest
     app.config["SECRET_KEY"] = runtime.settings.secret_key
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.extensions["callcenter.runtime"] = runtime

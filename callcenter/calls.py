@@ -253,7 +253,12 @@ class _CallInsert:
         return params
 
     def run(
-        self, cursor: Any, call_sid: str, from_number: str, to_number: str, now: datetime,
+        self,
+        cursor: Any,
+        call_sid: str,
+        from_number: str,
+        to_number: str,
+        now: datetime,
         decision: Decision,
     ) -> tuple[int, int | None] | None:
         """Insert unless the CallSid exists; return (id, directory version), or None."""
@@ -305,9 +310,7 @@ def start_call(
             with Session(engine) as session:
                 existing = find_call(session, call_sid)
                 assert existing is not None
-                return _answer_for(
-                    cache.get(session.connection(), now), CallState.of(existing)
-                )
+                return _answer_for(cache.get(session.connection(), now), CallState.of(existing))
         row_id, version = inserted
         # No version row at all: the snapshot was read for this very call (see peek).
         current = version == directory.version or (version is None and directory.version < 0)

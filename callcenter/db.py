@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -137,35 +138,43 @@ class PinnedConnections:
         self.engine = engine
         self._local = threading.local()
         self._lock = threading.Lock()
-        # Every connection handed out, so close() reaches those of threads that have ended.
-        self._all: list[Any] = []
+        # Every (connection, driver connection, gate) handed out, so that close() reaches
+        # those of threads that have ended.
+        self._all: list[tuple[Any, Any, int | None]] = []
         url = engine.url
         self._gate_path = (
             f"{url.database}-writers"
             if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
             else None
         )
-        self._gate_fd: tuple[int, int] | None = None
 
-    def _connection(self) -> Any:
+    def _pinned(self) -> tuple[Any, Any, int | None]:
+        """This thread's (pool connection, driver connection, gate descriptor)."""
         pinned = getattr(self._local, "pinned", None)
-        if pinned is not None and pinned[0] == os.getpid():
+        pid = os.getpid()
+        if pinned is not None and pinned[0] == pid:
             return pinned[1]
         connection = self.engine.raw_connection()
+        gate = None
+        if self._gate_path is not None:
+            gate = os.open(self._gate_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        found = (connection, connection.driver_connection, gate)
         with self._lock:
-            self._all.append(connection)
-        self._local.pinned = (os.getpid(), connection)
-        return connection
+            self._all.append(found)
+        self._local.pinned = (pid, found)
+        return found
 
-    def _discard(self, connection: Any) -> None:
+    def _discard(self, pinned: tuple[Any, Any, int | None]) -> None:
         self._local.pinned = None
         with self._lock:
-            if connection in self._all:
-                self._all.remove(connection)
-        try:
+            if pinned in self._all:
+                self._all.remove(pinned)
+        connection, _driver, gate = pinned
+        if gate is not None:
+            os.close(gate)
+        # It is being thrown away: a second failure while closing it changes nothing.
+        with contextlib.suppress(Exception):
             connection.invalidate()
-        except Exception:  # noqa: S110 - it is being thrown away; a second failure changes nothing
-            pass
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
@@ -174,43 +183,39 @@ class PinnedConnections:
         On any error the transaction is rolled back, and a connection that cannot even roll
         back, or whose driver raised, is replaced for the next use.
         """
-        connection = self._connection()
-        gate = self._gate()
+        pinned = self._pinned()
+        _connection, driver, gate = pinned
         if gate is not None:
+            # SQLite's own busy handler sleeps 1 ms, then longer, whenever another process
+            # holds the write lock; queueing on a file lock wakes the next writer at once.
             fcntl.flock(gate, fcntl.LOCK_EX)
         try:
-            cursor = connection.cursor()
+            cursor = driver.cursor()
             try:
                 yield cursor
             finally:
                 cursor.close()
-            connection.commit()
+            driver.commit()
         except BaseException as exc:
             try:
-                connection.rollback()
+                driver.rollback()
             except Exception:
-                self._discard(connection)
+                self._discard(pinned)
                 raise exc from None
             if isinstance(exc, self.engine.dialect.loaded_dbapi.Error):
-                self._discard(connection)
+                self._discard(pinned)
             raise
         finally:
-            if gate is not None:
+            if gate is not None and self._local.pinned is not None:
                 fcntl.flock(gate, fcntl.LOCK_UN)
-
-    def _gate(self) -> int | None:
-        path = self._gate_path
-        if path is None:
-            return None
-        if self._gate_fd is None or self._gate_fd[0] != os.getpid():
-            self._gate_fd = (os.getpid(), os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        return self._gate_fd[1]
 
     def close(self) -> None:
         """Return every pinned connection of this process to the pool."""
         with self._lock:
             connections, self._all = self._all, []
-        for connection in connections:
+        for connection, _driver, gate in connections:
+            if gate is not None:
+                os.close(gate)
             if connection.is_valid:
                 connection.close()
         self._local = threading.local()

@@ -32,11 +32,12 @@ def _runtime() -> Runtime:
     return current_app.extensions["callcenter.runtime"]
 
 
-def _xml(response: VoiceResponse | str) -> Response:
-    return Response(str(response), status=200, mimetype="text/xml")
+def _xml(response: VoiceResponse | bytes) -> Response:
+    body = response if isinstance(response, bytes) else str(response)
+    return Response(body, status=200, mimetype="text/xml")
 
 
-View = Callable[..., VoiceResponse | str]
+View = Callable[..., VoiceResponse | bytes]
 
 
 def _caller_fallback() -> VoiceResponse:
@@ -75,9 +76,9 @@ def _whisper_fallback() -> VoiceResponse:
     return twiml.whisper_prompt(_runtime().settings, speech.WHISPER_UNKNOWN)
 
 
-def _check_account(form: dict[str, str]) -> None:
+def _check_account(settings: Settings) -> None:
     account = request.form.get("AccountSid")
-    expected = _runtime().settings.twilio_account_sid
+    expected = settings.twilio_account_sid
     if account and expected and account != expected:
         raise MissingField(["AccountSid (not this account)"])
 
@@ -85,12 +86,12 @@ def _check_account(form: dict[str, str]) -> None:
 @bp.post(twiml.VOICE)
 @voice_route
 @twilio_webhook
-def voice() -> str:
+def voice() -> bytes:
     """A call arrives: the notice, then the dial; or the hours and a callback offer."""
     form = require(request.form, "CallSid", "From", "To")
-    _check_account(form)
     runtime = _runtime()
     settings = runtime.settings
+    _check_account(settings)
     # This thread's kept connection, not an ORM session: this is the path every call takes.
     with runtime.pinned.transaction() as cursor:
         answer = calls.start_call(
@@ -103,15 +104,16 @@ def voice() -> str:
             to_number=form["To"],
             now=runtime.now(),
         )
-    # DEBUG: the call row holds all of this; a line per call costs a write per call.
-    log.debug("call %s from %s: %s", form["CallSid"], phones.mask(form["From"]), answer.kind)
+    if log.isEnabledFor(logging.DEBUG):
+        # DEBUG: the call row holds all of this; a line per call costs a write per call.
+        log.debug("call %s from %s: %s", form["CallSid"], phones.mask(form["From"]), answer.kind)
     return _render_xml(settings, answer, first_contact=True)
 
 
 @functools.lru_cache(maxsize=512)
-def _render_xml(settings: Settings, answer: calls.Answer, *, first_contact: bool) -> str:
+def _render_xml(settings: Settings, answer: calls.Answer, *, first_contact: bool) -> bytes:
     """Render an answer; the same answer always renders the same, so it is done once."""
-    return str(_render(settings, answer, first_contact=first_contact))
+    return str(_render(settings, answer, first_contact=first_contact)).encode()
 
 
 def _render(settings: Settings, answer: calls.Answer, *, first_contact: bool) -> VoiceResponse:
