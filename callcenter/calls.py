@@ -117,6 +117,8 @@ class Decision:
     answer: Answer
     # The columns as bound parameters, per dialect: a memoized decision is processed once.
     _params: dict[str, tuple[Any, ...]] = field(default_factory=dict, repr=False, compare=False)
+    # What the answer renders to, kept by the renderer (the webhook) on the same terms.
+    rendered: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
 
 # A snapshot keeps at most this many decisions (lines x absences in force x dates: a handful).
@@ -289,7 +291,7 @@ def start_call(
     from_number: str,
     to_number: str,
     now: datetime,
-) -> Answer:
+) -> Decision:
     """Route an incoming call and record it; a retry of the same CallSid answers the same.
 
     `cursor` is a DB-API cursor in the caller's transaction, which the caller commits. The
@@ -310,7 +312,8 @@ def start_call(
             with Session(engine) as session:
                 existing = find_call(session, call_sid)
                 assert existing is not None
-                return _answer_for(cache.get(session.connection(), now), CallState.of(existing))
+                answer = _answer_for(cache.get(session.connection(), now), CallState.of(existing))
+                return Decision(None, {}, answer)
         row_id, version = inserted
         # No version row at all: the snapshot was read for this very call (see peek).
         current = version == directory.version or (version is None and directory.version < 0)
@@ -321,7 +324,7 @@ def start_call(
         directory = _reload(engine, cache, now)
     if decision.line is None:
         log.warning("call %s to unconfigured number %s", call_sid, phones.mask(to_number))
-    return decision.answer
+    return decision
 
 
 def _reload(engine: Engine, cache: DirectoryCache, now: datetime) -> Directory:

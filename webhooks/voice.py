@@ -94,7 +94,7 @@ def voice() -> bytes:
     _check_account(settings)
     # This thread's kept connection, not an ORM session: this is the path every call takes.
     with runtime.pinned.transaction() as cursor:
-        answer = calls.start_call(
+        decision = calls.start_call(
             cursor,
             runtime.engine,
             settings,
@@ -106,14 +106,18 @@ def voice() -> bytes:
         )
     if log.isEnabledFor(logging.DEBUG):
         # DEBUG: the call row holds all of this; a line per call costs a write per call.
-        log.debug("call %s from %s: %s", form["CallSid"], phones.mask(form["From"]), answer.kind)
-    return _render_xml(settings, answer, first_contact=True)
-
-
-@functools.lru_cache(maxsize=512)
-def _render_xml(settings: Settings, answer: calls.Answer, *, first_contact: bool) -> bytes:
-    """Render an answer; the same answer always renders the same, so it is done once."""
-    return str(_render(settings, answer, first_contact=first_contact)).encode()
+        log.debug(
+            "call %s from %s: %s",
+            form["CallSid"],
+            phones.mask(form["From"]),
+            decision.answer.kind,
+        )
+    # A decision kept in the snapshot renders the same every time: render it once.
+    body = decision.rendered.get("voice")
+    if body is None:
+        body = str(_render(settings, decision.answer, first_contact=True)).encode()
+        decision.rendered["voice"] = body
+    return body
 
 
 def _render(settings: Settings, answer: calls.Answer, *, first_contact: bool) -> VoiceResponse:
