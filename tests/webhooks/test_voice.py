@@ -596,3 +596,54 @@ def test_whisper_failure_still_asks_to_accept_and_never_dials(
     root = twiml(twilio_post("/twilio/voice/whisper", leg))
     assert root.find(".//Dial") is None
     assert [v.tag for v in root] == ["Gather", "Hangup"]
+
+
+# A running process keeps decisions in its snapshot ------------------------------------------
+
+
+def test_a_running_process_follows_absences_to_the_second(
+    staffed: None, at: Callable, sessions: sessionmaker, runtime: Runtime, twilio_post: TwilioPost
+) -> None:
+    start = MONDAY_MORNING
+    end = start + timedelta(minutes=20)
+    absence(sessions, "jberzins", "lozola", start, end)
+    expected = [
+        (start - timedelta(seconds=1), "+37120000001"),
+        (start, "+37120000002"),
+        (end - timedelta(seconds=1), "+37120000002"),
+        (end, "+37120000001"),
+        # Back inside the absence: a decision already made is reused, and still right.
+        (start + timedelta(seconds=1), "+37120000002"),
+    ]
+    heard = []
+    for number, (moment, _) in enumerate(expected):
+        at(moment)
+        heard.append(dialled(twiml(twilio_post("/twilio/voice", voice_form(f"CA{number:032x}")))))
+    assert heard == [[phone] for _, phone in expected]
+    # All of it from one snapshot: the decisions were kept, not the directory re-read.
+    assert runtime.directory.loads == 1
+
+
+def test_a_running_process_announces_a_change_from_the_first_second_of_its_week(
+    staffed: None, at: Callable, sessions: sessionmaker, runtime: Runtime, twilio_post: TwilioPost
+) -> None:
+    from datetime import date
+
+    always = "+37167000009"
+    with sessions.begin() as session:
+        directory.add_line(session, always, target="staff:jberzins", hours="always")
+        # Tuesday 1 December: callers hear of it from Wednesday 25 November on (7 days ahead).
+        directory.set_hours_change(
+            session, date(2026, 12, 1), hours="10:00-12:00", message="Otrdien strādājam īsāk."
+        )
+    said = []
+    for number, moment in enumerate(
+        [datetime(2026, 11, 24, 23, 59, 59, tzinfo=RIGA), datetime(2026, 11, 25, 0, 0, tzinfo=RIGA)]
+    ):
+        at(moment)
+        root = twiml(twilio_post("/twilio/voice", voice_form(f"CB{number:032x}", to=always)))
+        assert_notice_before_dial(root)
+        said.append(" ".join(s.text or "" for s in root.iter("Say")))
+    assert "īsāk" not in said[0]
+    assert "īsāk" in said[1]
+    assert runtime.directory.loads == 1

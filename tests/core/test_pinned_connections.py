@@ -1,0 +1,103 @@
+"""The connection each thread keeps for the call row's write: commits, rollbacks, replacement."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+
+import pytest
+from sqlalchemy import Engine, text
+
+from callcenter.db import PinnedConnections
+
+
+def version(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(text("SELECT version FROM directory_version")).scalar_one())
+
+
+def bump(cursor: object) -> None:
+    cursor.execute("UPDATE directory_version SET version = version + 1")  # type: ignore[attr-defined]
+
+
+def test_a_transaction_commits_and_the_thread_keeps_its_connection(engine: Engine) -> None:
+    pinned = PinnedConnections(engine)
+    before = version(engine)
+    with pinned.transaction() as cursor:
+        bump(cursor)
+        first = cursor.connection
+    with pinned.transaction() as cursor:
+        bump(cursor)
+        assert cursor.connection is first
+    assert version(engine) == before + 2
+    pinned.close()
+
+
+def test_an_error_rolls_back_and_is_raised(engine: Engine) -> None:
+    pinned = PinnedConnections(engine)
+    before = version(engine)
+    with pytest.raises(RuntimeError, match="no"), pinned.transaction() as cursor:
+        bump(cursor)
+        raise RuntimeError("no")
+    assert version(engine) == before
+    # Not the driver's fault: the connection stays.
+    with pinned.transaction() as cursor:
+        bump(cursor)
+    assert version(engine) == before + 1
+    pinned.close()
+
+
+def test_a_driver_error_replaces_the_connection(engine: Engine) -> None:
+    pinned = PinnedConnections(engine)
+    with pinned.transaction() as cursor:
+        first = cursor.connection
+    driver_error = engine.dialect.loaded_dbapi.Error
+    with pytest.raises(driver_error), pinned.transaction() as cursor:
+        cursor.execute("SELECT no_such_column FROM directory_version")
+    before = version(engine)
+    with pinned.transaction() as cursor:
+        assert cursor.connection is not first
+        bump(cursor)
+    assert version(engine) == before + 1
+    pinned.close()
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_each_thread_has_its_own_and_close_returns_all(engine: Engine) -> None:
+    pinned = PinnedConnections(engine)
+    seen: list[object] = []
+
+    def work() -> None:
+        with pinned.transaction() as cursor:
+            bump(cursor)
+            seen.append(cursor.connection)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(connection) for connection in seen}) == 3
+    # The threads have ended; their connections are still checked out until close().
+    assert engine.pool.checkedout() == 3  # type: ignore[attr-defined]
+    pinned.close()
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_sqlite_writers_hold_the_file_lock_for_the_transaction_only(engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the writers' file lock is SQLite's; PostgreSQL queues writers itself")
+    pinned = PinnedConnections(engine)
+    other = os.open(f"{engine.url.database}-writers", os.O_RDWR | os.O_CREAT)
+    try:
+        with pinned.transaction() as cursor:
+            bump(cursor)
+            # Another process's writer would wait here (the kernel wakes it on release).
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(other, fcntl.LOCK_UN)
+    finally:
+        os.close(other)
+        pinned.close()
