@@ -174,10 +174,6 @@ def write_calls(path: Path, first: int, count: int) -> None:
             handle.write(f"{signature}\t{urlencode(form)}\n")
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5, help="length of one round")
@@ -291,11 +287,11 @@ def main() -> None:
             + (f" | non-2xx {real['non2xx'] + plain['non2xx']:.0f}"
                if real["non2xx"] + plain["non2xx"] else "")
         )
-    ratio = median([real["rps"] / plain["rps"] for real, plain in results])
-    p99 = median([real["p99"] for real, _ in results])
-    print(f" bare flask: {median([p['rps'] for _, p in results]):8.0f} req/s (median)")
-    print(f" callcenter: {median([r['rps'] for r, _ in results]):8.0f} req/s (median), "
-          f"p50 {median([r['p50'] for r, _ in results]):.2f} ms, p99 {p99:.2f} ms")
+    ratio = statistics.median([real["rps"] / plain["rps"] for real, plain in results])
+    p99 = statistics.median([real["p99"] for real, _ in results])
+    print(f" bare flask: {statistics.median([p['rps'] for _, p in results]):8.0f} req/s (median)")
+    print(f" callcenter: {statistics.median([r['rps'] for r, _ in results]):8.0f} req/s (median), "
+          f"p50 {statistics.median([r['p50'] for r, _ in results]):.2f} ms, p99 {p99:.2f} ms")
     print(f"throughput ratio callcenter/bare, median of rounds: {ratio:.2f} (goal >= 0.50)")
     print(f"callcenter p99, median of rounds: {p99:.2f} ms (goal < 50 ms)")
     print(f"call rows written: {rows} (one per distinct call answered)")

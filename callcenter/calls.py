@@ -126,7 +126,7 @@ DECISIONS_KEPT = 1024
 
 
 def decide(
-    directory: Directory, settings: Settings, to_number: str, caller_withheld: bool, now: datetime
+    directory: Directory, settings: Settings, to_number: str, from_number: str, now: datetime
 ) -> Decision:
     """Decide a call: the plan and notice on an open line, else the hours or the fallback.
 
@@ -140,7 +140,7 @@ def decide(
             # The fallback answer plays the notice before dialling the fallback number.
             notice=notice_label(settings),
         )
-        return Decision(None, columns, Answer("unknown-line", caller_withheld=caller_withheld))
+        return _decision(directory, None, columns, to_number, from_number, now)
     hours = directory.hours_for(line.hours)
     if not hours.is_open(now):
         columns = _columns(
@@ -149,14 +149,20 @@ def decide(
             outcome="after-hours",
             routing_note="outside working hours",
         )
-        message = speech.after_hours_message(hours, now)
-        return Decision(
-            line, columns, Answer("closed", message=message, caller_withheld=caller_withheld)
-        )
-    key = (line.number, caller_withheld, directory.in_force(now), hours.local(now).date())
+        return _decision(directory, line, columns, to_number, from_number, now)
+    withheld = phones.is_withheld(from_number)
+    key = (line.number, withheld, directory.in_force(now), hours.local(now).date())
     found = directory.decisions.get(key)
     if found is None:
-        found = _plan(directory, settings, line, hours, caller_withheld, now)
+        plan = plan_for_line(directory, line, now)
+        columns = _columns(
+            line_id=line.id,
+            intended=plan.intended,
+            plan=plan.to_json(),
+            routing_note="; ".join(plan.notes) or None,
+            notice=notice_label(settings) if plan.steps else None,
+        )
+        found = _decision(directory, line, columns, to_number, from_number, now)
         if len(directory.decisions) >= DECISIONS_KEPT:
             directory.decisions.clear()
         directory.decisions[key] = found
@@ -176,32 +182,20 @@ def _columns(**columns: Any) -> dict[str, Any]:
     }
 
 
-def _plan(
+def _decision(
     directory: Directory,
-    settings: Settings,
-    line: LineInfo,
-    hours: WorkingHours,
-    caller_withheld: bool,
+    line: LineInfo | None,
+    columns: dict[str, Any],
+    to_number: str,
+    from_number: str,
     now: datetime,
 ) -> Decision:
-    plan = plan_for_line(directory, line, now)
-    columns = _columns(
-        line_id=line.id,
-        intended=plan.intended,
-        plan=plan.to_json(),
-        routing_note="; ".join(plan.notes) or None,
-        notice=notice_label(settings) if plan.steps else None,
+    # The answer comes from the row's columns exactly as a retried webhook's answer comes from
+    # the stored row, so that the two cannot differ.
+    state = CallState(
+        to_number, from_number, line is not None, columns["after_hours"], columns["plan"], 0, now
     )
-    if not plan.steps:
-        answer = Answer("nobody", message=speech.NOBODY_AVAILABLE, caller_withheld=caller_withheld)
-    else:
-        answer = Answer(
-            "connect",
-            legs=plan.steps[0],
-            announcements=tuple(speech.changes_announcement(hours, now)),
-            caller_withheld=caller_withheld,
-        )
-    return Decision(line, columns, answer)
+    return Decision(line, columns, _answer_for(directory, state))
 
 
 _CALLS = cast(Table, Call.__table__)
@@ -300,12 +294,11 @@ def start_call(
     rare reads (a stale snapshot, a retried webhook) use a connection of their own.
     """
     insert = _call_insert(engine.dialect)
-    withheld = phones.is_withheld(from_number)
     directory = cache.peek(now) or _reload(engine, cache, now)
     for attempt in range(_ATTEMPTS):
         # The answer is ready before the INSERT: from the INSERT on, this transaction holds
         # SQLite's one write lock, and the caller commits as soon as this returns.
-        decision = decide(directory, settings, to_number, withheld, now)
+        decision = decide(directory, settings, to_number, from_number, now)
         inserted = insert.run(cursor, call_sid, from_number, to_number, now, decision)
         if inserted is None:
             # A retried webhook: answer from the row written the first time.
@@ -313,6 +306,7 @@ def start_call(
                 existing = find_call(session, call_sid)
                 assert existing is not None
                 answer = _answer_for(cache.get(session.connection(), now), CallState.of(existing))
+                # Only the answer is used (and rendered) for a retry: nothing more is written.
                 return Decision(None, {}, answer)
         row_id, version = inserted
         # No version row at all: the snapshot was read for this very call (see peek).
