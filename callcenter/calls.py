@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from callcenter import directory, phones, speech
 from callcenter.hours import DEFAULT_HOURS, LatvianCalendar, WorkingHours, parse_hours
 from callcenter.models import Call
-from callcenter.routing import Plan, Step, plan_for_line
+from callcenter.routing import Plan, Step, intended_for, plan_for_line
 from callcenter.settings import Settings
 from callcenter.snapshot import CHANGES_AHEAD, Directory, DirectoryCache, LineInfo
 
@@ -137,14 +137,16 @@ def decide(
     if line is None:
         columns = _columns(
             routing_note="no line configured for this number",
-            # The fallback answer plays the notice before dialling the fallback number.
-            notice=notice_label(settings),
+            # The fallback answer plays the notice before dialling the fallback number; with
+            # no fallback number it only apologises, and no notice is served.
+            notice=notice_label(settings) if settings.fallback_number else None,
         )
         return _decision(directory, None, columns, to_number, from_number, now)
     hours = directory.hours_for(line.hours)
     if not hours.is_open(now):
         columns = _columns(
             line_id=line.id,
+            intended=intended_for(directory, line),
             after_hours=True,
             outcome="after-hours",
             routing_note="outside working hours",

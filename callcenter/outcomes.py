@@ -134,6 +134,11 @@ def dial_event(form: Mapping[str, str], step: int) -> Event:
     """Parse a <Dial action> callback; `step` names the dial when Twilio sends no DialCallSid."""
     sid = _field(form, "CallSid", MAX_SID)
     status = _field(form, "DialCallStatus", MAX_STATUS).lower()
+    if status in DIAL_ANSWERED and (form.get("DialBridged") or "").strip().lower() == "false":
+        # The callee's phone picked up but was never put through to the caller: a substitute
+        # who declined in the whisper, or a voicemail that pressed nothing. For the caller
+        # nobody answered, so the call moves on (the raw form is kept in the payload).
+        status = "no-answer"
     dial_sid = (form.get("DialCallSid") or "").strip()[:MAX_SID]
     # Each dial has its own child leg; without it, the step being dialled tells dials apart.
     which = dial_sid or f"step{step}"
@@ -669,14 +674,6 @@ def record_status(
     return "applied"
 
 
-def record_dial(
-    session: Session, settings: Settings, call: Call, form: Mapping[str, str], *, now: datetime
-) -> bool:
-    """Store a dial-complete callback once and apply it; return whether it was new."""
-    event = dial_event(form, call.step)
-    return store_and_apply(session, settings, read_call(session, call.id), event, now=now)
-
-
 def dial_ended(
     session: Session,
     settings: Settings,
@@ -687,8 +684,9 @@ def dial_ended(
     cache: DirectoryCache,
 ) -> calls.Answer | None:
     """Record a dial's end and decide what the caller hears next; None means hang up."""
-    new = record_dial(session, settings, call, form, now=now)
-    status = (form.get("DialCallStatus") or "").strip().lower()
+    event = dial_event(form, call.step)
+    new = store_and_apply(session, settings, read_call(session, call.id), event, now=now)
+    status = event.status
     if status in DIAL_ANSWERED:
         return None
     if status == "canceled" or form.get("CallStatus") == "completed":

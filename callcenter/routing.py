@@ -110,25 +110,29 @@ class _Resolver:
         return [(leg,) for leg in legs]
 
 
+def intended_for(directory: Directory, line: LineInfo) -> str:
+    """Name whom the line's calls are for: `staff:KEY` or `group:KEY`."""
+    if line.target_staff_id is not None:
+        return f"staff:{directory.people[line.target_staff_id].key}"
+    assert line.target_group_id is not None
+    return f"group:{directory.groups[line.target_group_id].key}"
+
+
 def plan_for_line(directory: Directory, line: LineInfo, at: datetime) -> Plan:
     """Plan who the line's call rings at `at`, absences applied."""
     resolver = _Resolver(directory, at)
     steps: list[Step] = []
     dialled: set[str] = set()
     if line.target_staff_id is not None:
-        person = directory.people[line.target_staff_id]
-        intended = f"staff:{person.key}"
-        leg = resolver.resolve(person)
+        leg = resolver.resolve(directory.people[line.target_staff_id])
         if leg is not None:
             steps.append((leg,))
             dialled.add(leg.staff_key)
     else:
         assert line.target_group_id is not None
-        group = directory.groups[line.target_group_id]
-        intended = f"group:{group.key}"
-        steps.extend(resolver.group_steps(group, dialled))
+        steps.extend(resolver.group_steps(directory.groups[line.target_group_id], dialled))
     if line.overflow_group_id is not None and line.overflow_group_id != line.target_group_id:
         steps.extend(resolver.group_steps(directory.groups[line.overflow_group_id], dialled))
     if not steps:
         resolver.notes.append("nobody available: callback offered")
-    return Plan(intended, tuple(steps), tuple(resolver.notes))
+    return Plan(intended_for(directory, line), tuple(steps), tuple(resolver.notes))

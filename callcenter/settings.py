@@ -209,11 +209,19 @@ def load(env: Mapping[str, str] | None = None, *, development: bool = False) -> 
     elif database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
     try:
-        backend = make_url(database_url).get_backend_name()
+        url = make_url(database_url)
     except ArgumentError:
-        backend = None
-    if backend not in ("sqlite", "postgresql"):
+        url = None
+    if url is None or url.get_backend_name() not in ("sqlite", "postgresql"):
         raise SettingsError("DATABASE_URL", "must be a sqlite:// or postgresql:// URL")
+    try:
+        # A driver that is named but not installed fails here, naming the setting, rather than
+        # on the first query (where every call would get the fallback answer).
+        url.get_dialect().import_dbapi()
+    except Exception as exc:
+        raise SettingsError(
+            "DATABASE_URL", f"names driver {url.drivername!r}, which cannot be loaded: {exc}"
+        ) from None
 
     recordings_url = _text(env, "RECORDINGS_URL") or DEFAULT_RECORDINGS_URL
     if recordings_url.startswith("file:"):

@@ -7,8 +7,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
+from dateutil import tz
 from sqlalchemy.orm import Session
 
 from callcenter import settings as settings_module
@@ -56,8 +58,25 @@ def parse_time(value: str, option: str) -> datetime:
     except ValueError:
         raise CliError(f"{option}: not an ISO 8601 time: {value!r}") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=runtime().settings.timezone)
+        zone = runtime().settings.timezone
+        # On the DST change days a local time can be skipped or happen twice: say so rather
+        # than guess which instant was meant.
+        if not tz.datetime_exists(parsed, zone):
+            raise CliError(
+                f"{option}: {value} does not exist in {zone.key} (the clocks skip it); "
+                "give a time outside the change, or an offset"
+            )
+        if tz.datetime_ambiguous(parsed, zone):
+            raise CliError(
+                f"{option}: {value} happens twice in {zone.key} (the clocks go back); "
+                "give its offset, e.g. " + ", ".join(_offsets(parsed, zone))
+            )
+        parsed = parsed.replace(tzinfo=zone)
     return parsed.astimezone(UTC)
+
+
+def _offsets(local: datetime, zone: ZoneInfo) -> list[str]:
+    return [local.replace(tzinfo=zone, fold=fold).isoformat() for fold in (0, 1)]
 
 
 def parse_date(value: str, option: str) -> date:

@@ -9,11 +9,12 @@ import sys
 import threading
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import requests
 
-from callcenter import migrate, sample
+from callcenter import migrate, phones, sample
 from callcenter import settings as settings_module
 from callcenter.cli.common import CliError, now, runtime
 from callcenter.db import ensure_sqlite_directory
@@ -154,7 +155,10 @@ def _demo_calls(rt: Runtime, base: str) -> None:
     for title, to, outcomes, presses in (
         ("A call to the direct line while Jānis is away", sample.SAMPLE_LINE_DIRECT, [], []),
         (
-            "A call to the department nobody answers; the caller asks to be called back",
+            # The department keeps the company's hours: after them the caller hears the hours
+            # instead of the ringing, and is offered the callback all the same.
+            "A call to the department nobody answers (after hours: the hours); the caller "
+            "asks to be called back",
             sample.SAMPLE_LINE_DEPARTMENT,
             ["no-answer", "no-answer"],
             ["1"],
@@ -200,6 +204,23 @@ def simulate_call(
     presses: tuple[str, ...],
 ) -> None:
     """Place a simulated call through the webhooks, signed as Twilio would; print it."""
+    try:
+        to_number = phones.normalize(to_number)
+    except phones.InvalidPhone as exc:
+        raise CliError(f"--to: {exc}") from None
+    if from_number.strip().lower() not in phones.WITHHELD:
+        # A withheld caller, as Twilio presents one ("anonymous" and the like), is a case
+        # worth simulating as it is; anything else must be a number.
+        try:
+            from_number = phones.normalize(from_number)
+        except phones.InvalidPhone as exc:
+            raise CliError(f"--from: {exc}") from None
+    if base_url is not None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise CliError(
+                f"--url: not an http(s) address (like http://127.0.0.1:8000): {base_url}"
+            )
     env = dict(os.environ)
     development = not (env.get("PUBLIC_BASE_URL") or "").strip()
     if development:

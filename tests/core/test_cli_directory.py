@@ -246,6 +246,26 @@ def test_absence_local_time_is_riga_and_listed_with_offset(people: None, cli: Cl
     refused(cli("absence", "cancel", str(rows[0]["id"])), "already cancelled")
 
 
+def test_local_times_the_dst_change_skips_or_repeats_are_refused(
+    people: None, cli: Cli, session: Session
+) -> None:
+    def add(start: str) -> Result:
+        return cli(
+            "absence", "add", "jberzins", "--start", start, "--end", "2027-11-05T00:00",
+            "--substitute", "lozola",
+        )  # fmt: skip
+
+    # Riga's clocks go from 03:00 to 04:00 on 28 March 2027: 03:30 never happens.
+    refused(add("2027-03-28T03:30"), "--start", "does not exist")
+    # On 31 October 2027 they go from 04:00 back to 03:00: 03:30 happens twice.
+    refused(add("2027-10-31T03:30"), "--start", "happens twice", "+03:00", "+02:00")
+    assert session.scalar(select(func.count()).select_from(Absence)) == 0
+    # Either side of the change, and an ambiguous time with its offset, are fine.
+    assert add("2027-10-31T03:30+02:00").code == 0
+    rows = cli("absence", "list", "--json").json()
+    assert rows[0]["start"] == "2027-10-31T03:30:00+02:00"
+
+
 def test_groups_lines_and_hours_changes(people: None, cli: Cli) -> None:
     assert (
         cli(
@@ -300,3 +320,9 @@ def test_list_without_json_prints_a_table(people: None, cli: Cli) -> None:
     out = cli("staff", "list").out.splitlines()
     assert out[0].split() == ["key", "name", "phone", "position", "active"]
     assert len(out) == 4
+
+
+def test_simulate_call_refuses_what_is_not_a_number_or_an_address(cli: Cli) -> None:
+    refused(cli("simulate-call", "--to", "garbage"), "--to", "not a phone number")
+    refused(cli("simulate-call", "--from", "not-a-number"), "--from")
+    refused(cli("simulate-call", "--url", "ftp:/nowhere"), "--url", "http(s)")

@@ -40,6 +40,8 @@ def test_postgres_urls_get_the_psycopg_driver() -> None:
         ("DATABASE_URL", "not a url"),
         ("DATABASE_URL", "mysql://u@h/db"),
         ("DATABASE_URL", "sqlitefoo://x"),
+        # A driver that is not installed is named at start, not on the first call.
+        ("DATABASE_URL", "postgresql+nosuchdriver://u@h/db"),
         ("RECORDINGS_URL", "ftp://x"),
         ("RECORDINGS_URL", "s3://"),
         ("RECORDINGS_URL", "file:"),

@@ -355,6 +355,54 @@ def test_dial_answered_hangs_up_after_the_conversation(
     assert [v.tag for v in twiml(twilio_post("/twilio/voice/dial-complete", done))] == ["Hangup"]
 
 
+def test_substitute_who_declines_in_the_whisper_is_no_answer_and_the_group_goes_on(
+    staffed: None, at: Callable, sessions: sessionmaker, twilio_post: TwilioPost, session: Session
+) -> None:
+    absence(
+        sessions,
+        "lozola",
+        "ipetersone",
+        MONDAY_MORNING - timedelta(days=1),
+        MONDAY_MORNING + timedelta(days=7),
+    )
+    root = twiml(twilio_post("/twilio/voice", voice_form(to=LINE)))
+    assert dialled(root) == ["+37120000004"]
+    assert root.find("Dial/Number").get("url") is not None  # type: ignore[union-attr]
+    # The substitute's phone picked up (so Twilio says "completed") but the whisper was
+    # declined, or a voicemail pressed nothing: the caller was never put through.
+    declined = {
+        **voice_form(to=LINE),
+        "DialCallStatus": "completed",
+        "DialBridged": "false",
+        "DialCallSid": "CA" + "d" * 32,
+        "CallStatus": "in-progress",
+    }
+    second = twiml(twilio_post("/twilio/voice/dial-complete", declined))
+    assert dialled(second) == ["+37120000003"]
+    session.expire_all()
+    assert session.scalars(select(Call)).one().outcome == "in-progress"
+    bridged = {**declined, "DialBridged": "true", "DialCallSid": "CA" + "e" * 32}
+    assert [v.tag for v in twiml(twilio_post("/twilio/voice/dial-complete", bridged))] == [
+        "Hangup"
+    ]
+    session.expire_all()
+    assert session.scalars(select(Call)).one().outcome == "answered"
+
+
+def test_dial_complete_never_dials_a_call_whose_notice_was_not_served(
+    staffed: None, at: Callable, twilio_post: TwilioPost, session: Session
+) -> None:
+    twiml(twilio_post("/twilio/voice", voice_form(to=LINE)))
+    # A row that does not say the notice was served (written by something else, or damaged).
+    call = session.scalars(select(Call)).one()
+    call.notice = None
+    session.commit()
+    done = {**voice_form(to=LINE), "DialCallStatus": "no-answer", "CallStatus": "in-progress"}
+    root = twiml(twilio_post("/twilio/voice/dial-complete", done))
+    assert root.find("Dial") is None
+    assert root.find("Gather") is not None
+
+
 def test_callback_to_another_number_keyed_in(
     staffed: None, at: Callable, twilio_post: TwilioPost, session: Session
 ) -> None:
@@ -364,6 +412,10 @@ def test_callback_to_another_number_keyed_in(
     assert offer.find("Gather") is not None
     bad = twiml(twilio_post("/twilio/voice/callback-request", {**form, "Digits": "12345678#"}))
     assert bad.find("Gather") is not None
+    # Too short to be a number: asked again, not dropped with a goodbye.
+    short = twiml(twilio_post("/twilio/voice/callback-request", {**form, "Digits": "1234567#"}))
+    assert short.find("Gather") is not None
+    assert "nevarējām saprast" in " ".join(say.text or "" for say in short.iter("Say"))
     assert session.scalar(select(func.count()).select_from(CallbackRequest)) == 0
     twiml(twilio_post("/twilio/voice/callback-request", {**form, "Digits": "29222222#"}))
     assert session.scalars(select(CallbackRequest)).one().phone == "+37129222222"
@@ -384,6 +436,8 @@ def test_after_hours_caller_hears_the_hours_and_a_callback_offer(
     assert root.find("Gather") is not None
     call = session.scalars(select(Call)).one()
     assert call.after_hours and call.outcome == "after-hours" and call.notice is None
+    # The row still says whom the call was for, as a call within hours does.
+    assert call.intended == "group:abonenti"
 
 
 def test_holiday_is_closed_and_named(staffed: None, at: Callable, twilio_post: TwilioPost) -> None:
@@ -521,6 +575,16 @@ def test_unknown_line_still_hears_notice_before_fallback(
     assert dialled(root) == ["+37167000000"]
     # The row says the notice was served, as it was.
     assert session.scalars(select(Call)).one().notice == "say:lv-LV"
+
+
+def test_unknown_line_without_a_fallback_number_claims_no_notice(
+    staffed: None, at: Callable, runtime: Runtime, twilio_post: TwilioPost, session: Session
+) -> None:
+    runtime.settings = runtime.settings.with_overrides(fallback_number=None)
+    root = twiml(twilio_post("/twilio/voice", voice_form(to="+37167009999")))
+    # Nobody to connect: an apology and a hang-up, so no notice is needed, and none is logged.
+    assert root.find("Dial") is None and root.find("Hangup") is not None
+    assert session.scalars(select(Call)).one().notice is None
 
 
 def test_directory_changes_reach_the_next_call_in_a_running_process(
