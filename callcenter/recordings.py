@@ -118,7 +118,11 @@ def parse_twilio_time(value: str) -> datetime:
             raise ValueError(f"not an RFC 2822 or ISO 8601 time: {value!r}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        # Year 9999 at -05:00, or year 1 at +05:00: no instant a datetime can hold.
+        raise ValueError(f"not a representable time: {value!r}") from None
 
 
 # Twilio recorded nothing before this; a start time outside [this, now + a day] is not real.
@@ -540,6 +544,16 @@ def ingest_one(
             # Another worker took over after our lease ran out; it logs its own copy.
             log.warning("recording %s: claim lost before storing", sid)
             report.lost_claims.append(sid)
+            if _settled_without(sessions, claimed):
+                # Meanwhile the recording was settled without this copy (the sweep deleted it
+                # when it fell due, say): nothing will ever refer to this object, so it must
+                # not outlive the row. A copy another worker stored is never touched.
+                failed = [o.error for o in storage.delete_all([stored.key]) if o.error is not None]
+                if failed:
+                    log.error("recording %s: leftover copy not removed: %s", sid, failed[0])
+                    report.failed[sid] = "leftover copy not removed; retention verify lists it"
+                else:
+                    log.warning("recording %s: removed the copy stored after its deletion", sid)
             return report
         report.stored.append(sid)
         log.info("recording %s stored as %s (%d bytes)", sid, stored.key, stored.size)
@@ -586,6 +600,17 @@ def _still_claimed(sessions: sessionmaker[Session], claimed: Claim) -> bool:
             )
             is not None
         )
+
+
+def _settled_without(sessions: sessionmaker[Session], claimed: Claim) -> bool:
+    """Tell whether the row was deleted or closed, so no stored copy belongs to it."""
+    with sessions() as session:
+        row = session.execute(
+            select(Recording.status, Recording.deleted_at).where(
+                Recording.recording_sid == claimed.recording_sid
+            )
+        ).first()
+    return row is None or row.deleted_at is not None or row.status not in ("pending", "stored")
 
 
 def _download(

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("recordings", __name__)
 
 KNOWN_STATUSES = ("in-progress", "completed", "absent", "failed")
-_ERROR_CODE = re.compile(r"^\d{1,10}$")
+_ERROR_CODE = re.compile(r"^[0-9]{1,10}$")
 
 
 class BadField(Exception):

@@ -41,6 +41,10 @@ def ingest(limit: int | None) -> None:
         f"stored {len(report.stored)}, Twilio copies deleted "
         f"{len(report.provider_copies_deleted)}, failed {len(report.failed)} (retried later)"
     )
+    if report.failed:
+        # As `retention run` does: a run in which something failed says so in its exit code,
+        # so cron or an operator's script notices; the failures are retried all the same.
+        raise CliError(f"{len(report.failed)} recording(s) failed; they are retried later")
 
 
 @group.command("reconcile")
@@ -67,10 +71,15 @@ def reconcile(since: str | None, no_ingest: bool) -> None:
         click.echo(
             f"ingested {len(ingested.stored)}, failed {len(ingested.failed)} (retried later)"
         )
+        failed = len(report.failed) + len(ingested.failed)
+    else:
+        failed = len(report.failed)
     for missing in report.missing:
         click.echo(f"missing from storage: {missing.recording_sid} {missing.storage_key or '-'}")
     if report.missing:
         raise CliError(f"{len(report.missing)} stored recording(s) are missing from storage")
+    if failed:
+        raise CliError(f"{failed} recording(s) failed; they are retried later")
 
 
 @group.command("list")

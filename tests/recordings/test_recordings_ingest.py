@@ -493,3 +493,46 @@ def test_a_worker_whose_lease_ran_out_does_not_touch_the_new_holders_copy(
     assert runtime.storage.stat(key) == good
     with sessions() as s:
         assert row(s, pending.sid).status == "stored"
+
+
+def test_a_download_that_outlives_its_lease_and_the_deletion_leaves_no_copy(
+    runtime: Runtime,
+    sessions: sessionmaker[Session],
+    fake_twilio: FakeTwilio,
+    post_recording: PostRecording,
+    session: Session,
+) -> None:
+    from dateutil.relativedelta import relativedelta
+
+    from retention.sweep import sweep
+    from retention.verify import verify
+
+    # A recording that falls due while its download is still running, past the lease.
+    start = (NOW - relativedelta(months=3) + timedelta(minutes=30)).replace(microsecond=0)
+    recording = fake_twilio.add(start_time=start, size=50_000)
+    assert post_recording(recording).status_code == 204
+    due = session.scalar(
+        select(Recording.due_at).where(Recording.recording_sid == recording.sid)
+    )
+    assert due is not None
+    with transaction(sessions) as s:
+        slow = recordings.claim(s, worker="slow", now=due - timedelta(minutes=5))
+    assert slow is not None and slow.step == "ingest"
+    storage = runtime.storage
+    write = storage.put_stream
+
+    def put_while_the_sweep_runs(key: str, chunks: Any) -> StoredObject:
+        data = list(chunks)
+        # The lease has run out and the recording is due: the sweep deletes what there is.
+        assert sweep(runtime, now=due + timedelta(minutes=11)).counts()["deleted"] == 1
+        return write(key, iter(data))
+
+    storage.put_stream = put_while_the_sweep_runs  # type: ignore[method-assign]
+    report = recordings.ingest_one(
+        runtime.sessions, storage, runtime.twilio, slow, now=due + timedelta(minutes=12)
+    )
+    storage.put_stream = write  # type: ignore[method-assign]
+    assert report.lost_claims == [recording.sid]
+    # The copy written after the deletion is removed: the audio is gone, as the log says.
+    assert not storage.exists(media_key(recording.sid, recording.start_time))
+    assert list(verify(session, storage, now=due + timedelta(hours=1))) == []

@@ -193,6 +193,21 @@ def test_cli_ingest_and_list(
     assert item["started_at"].endswith("+02:00")  # local time with its offset
 
 
+def test_cli_ingest_exits_non_zero_when_a_recording_failed(
+    cli_env: dict[str, str],
+    fake_twilio: FakeTwilio,
+    post_recording: PostRecording,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rec = fake_twilio.add()
+    post_recording(rec)
+    fake_twilio.fail("media", rec.sid, status=500)
+    assert run(["recordings", "ingest"]) != 0
+    captured = capsys.readouterr()
+    assert "failed 1 (retried later)" in captured.out
+    assert "retried later" in captured.err.strip().splitlines()[-1]
+
+
 def test_cli_reconcile_ingests_lost_callbacks_and_fails_on_missing_objects(
     cli_env: dict[str, str],
     fake_twilio: FakeTwilio,

@@ -80,6 +80,10 @@ def test_iso_8601_start_time_is_accepted(
         # Parseable, but the retention clock must not start a millennium away.
         "Fri, 31 Dec 9999 23:00:00 +0000",
         "0001-01-01T00:00:00+00:00",
+        # No instant a datetime can hold once in UTC: refused, not a 500.
+        "Fri, 31 Dec 9999 23:00:00 -0500",
+        "9999-12-31T23:00:00-05:00",
+        "0001-01-01T00:30:00+05:00",
     ],
 )
 def test_malformed_start_time_is_refused_with_400_and_nothing_stored(
