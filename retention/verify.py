@@ -9,7 +9,10 @@ non-zero. Checks:
 - nothing is kept more than the contract's 24 hours past its due time outside a legal hold;
 - every recording marked deleted has a `deleted` entry, and every `deleted` entry's recording is
   marked deleted;
-- every `stored` entry's recording exists.
+- every `stored` entry's recording exists;
+- a recording the log says is kept (stored, never deleted) is marked kept, and its object is
+  where the log says, with the logged SHA-256; deleted recordings are checked at the key the log
+  vouches for, not only the row's.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, exists, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from callcenter import retention_log
 from callcenter.models import Recording, RetentionEntry
@@ -31,6 +35,9 @@ from callcenter.storage import Storage
 DELETION_GRACE = timedelta(hours=24)
 # Rows read per query.
 PAGE_SIZE = 1_000
+
+# A second view of the log, for "is there a later entry" questions about an entry.
+Deleted = aliased(RetentionEntry)
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,7 @@ def _all(
     yield from check_deleted_objects(session, storage, sample=sample, summary=summary)
     yield from check_overdue(session, now=now)
     yield from check_log_matches_rows(session)
+    yield from check_logged_kept(session, storage)
 
 
 def check_chain(session: Session, summary: VerifySummary) -> Iterator[Mismatch]:
@@ -144,15 +152,15 @@ def _recording_pages(session: Session, *, status: str, sample: int | None) -> It
         last_id = page[-1][0]
 
 
-def _logged_checksums(session: Session, sids: list[str]) -> dict[str, str | None]:
-    """Return the SHA-256 each recording's latest `stored` log entry vouches for."""
-    found: dict[str, str | None] = {}
+def _logged_stored(session: Session, sids: list[str]) -> dict[str, dict[str, Any]]:
+    """Return what each recording's latest `stored` log entry vouches for (key, size, sha256)."""
+    found: dict[str, dict[str, Any]] = {}
     for sid, details in session.execute(
         select(RetentionEntry.recording_sid, RetentionEntry.details)
         .where(RetentionEntry.event == "stored", RetentionEntry.recording_sid.in_(sids))
         .order_by(RetentionEntry.seq)
     ):
-        found[str(sid)] = (details or {}).get("sha256")
+        found[str(sid)] = details or {}
     return found
 
 
@@ -165,7 +173,10 @@ def check_stored(
     a row can be edited, the log cannot without breaking the chain.
     """
     for page in _recording_pages(session, status="stored", sample=sample):
-        logged = _logged_checksums(session, [row[0] for row in page])
+        logged = {
+            sid: details.get("sha256")
+            for sid, details in _logged_stored(session, [row[0] for row in page]).items()
+        }
         for sid, key, size, sha256, _started in page:
             summary.stored_checked += 1
             if not key:
@@ -198,15 +209,61 @@ def check_deleted_objects(
     would have had, so an upload that escaped the row is found too.
     """
     for page in _recording_pages(session, status="deleted", sample=sample):
+        logged = _logged_stored(session, [row[0] for row in page])
         for sid, key, _size, _sha, started_at in page:
             summary.deleted_checked += 1
-            try:
-                left = storage.versions_left(key or media_key(sid, started_at))
-            except Exception as exc:
-                yield Mismatch("storage", sid, f"could not be checked: {type(exc).__name__}: {exc}")
-                continue
-            if left:
-                yield Mismatch("storage", sid, f"deleted but {left} object version(s) are left")
+            # The key the log vouches for first: a row's key can be edited, the log's cannot.
+            keys = dict.fromkeys(
+                k for k in (logged.get(sid, {}).get("key"), key or media_key(sid, started_at)) if k
+            )
+            for checked in keys:
+                try:
+                    left = storage.versions_left(checked)
+                except Exception as exc:
+                    yield Mismatch(
+                        "storage", sid, f"could not be checked: {type(exc).__name__}: {exc}"
+                    )
+                    continue
+                if left:
+                    yield Mismatch("storage", sid, f"deleted but {left} object version(s) are left")
+
+
+def check_logged_kept(session: Session, storage: Storage) -> Iterator[Mismatch]:
+    """Check that a recording the log says is kept (stored, never deleted) is kept.
+
+    Recordings marked stored are checked object by object (`check_stored`) and deleted ones
+    against their `deleted` entry; this finds the rest: a row relabelled away from what the log
+    says, whose audio may then be missing without any row saying it should be there.
+    """
+    later_deleted = exists().where(
+        Deleted.recording_sid == RetentionEntry.recording_sid,
+        Deleted.event == "deleted",
+        Deleted.seq > RetentionEntry.seq,
+    )
+    query = (
+        select(RetentionEntry.seq, RetentionEntry.recording_sid, RetentionEntry.details,
+               Recording.status)
+        .join(Recording, Recording.recording_sid == RetentionEntry.recording_sid)
+        .where(
+            RetentionEntry.event == "stored",
+            ~later_deleted,
+            Recording.status.not_in(("stored", "deleted")),
+        )
+        .order_by(RetentionEntry.seq)
+    )  # fmt: skip
+    for seq, sid, details, status in session.execute(query).yield_per(PAGE_SIZE):
+        key = (details or {}).get("key")
+        problem = f"entry {seq} says stored and no entry says deleted, but it is marked {status}"
+        try:
+            found = storage.stat(key) if key else None
+        except Exception as exc:
+            problem += f"; its object could not be read: {type(exc).__name__}"
+        else:
+            if found is None:
+                problem += "; its object is missing from storage"
+            elif found.sha256 != (details or {}).get("sha256"):
+                problem += "; its object differs from the logged SHA-256"
+        yield Mismatch("log", str(sid), problem)
 
 
 def check_overdue(session: Session, *, now: datetime) -> Iterator[Mismatch]:

@@ -100,7 +100,7 @@ def add_recording(rt: Runtime, twilio: FakeTwilio) -> AddRecording:
                     now=started_at + timedelta(minutes=5),
                     recording_sid=sid,
                     actor="ingest",
-                    details={"sha256": stored.sha256, "size": stored.size},
+                    details={"key": key, "size": stored.size, "sha256": stored.sha256},
                 )
         return recording
 

@@ -39,6 +39,12 @@ def tamper(engine: Engine, *statements: str) -> None:
             connection.execute(text(statement))
 
 
+def edit_row(engine: Engine, sid: str, **values: object) -> None:
+    """Change a recording's row behind the service's back (the log stays as it is)."""
+    with engine.begin() as connection:
+        connection.execute(update(Recording).where(Recording.recording_sid == sid).values(**values))
+
+
 @pytest.fixture
 def history(rt: Runtime, add_recording: AddRecording) -> list[Recording]:
     """Three stored recordings, the first deleted by a sweep: a log of 6 entries."""
@@ -145,6 +151,33 @@ def test_a_deleted_recording_with_an_object_left_is_found(
     assert problems(rt) == [
         f"storage: {deleted.recording_sid}: deleted but 1 object version(s) are left"
     ]
+
+
+def test_a_deleted_recording_is_checked_at_the_key_the_log_vouches_for(
+    rt: Runtime, engine: Engine, history: list[Recording]
+) -> None:
+    deleted = history[0]
+    rt.storage.put_stream(deleted.storage_key or "", [b"came back"])
+    # The row's key is edited, so that a check by the row alone would look elsewhere.
+    edit_row(engine, deleted.recording_sid, storage_key="recordings/elsewhere.wav")
+    assert problems(rt) == [
+        f"storage: {deleted.recording_sid}: deleted but 1 object version(s) are left"
+    ]
+
+
+def test_a_kept_recording_relabelled_and_its_audio_removed_is_found(
+    rt: Runtime, engine: Engine, history: list[Recording]
+) -> None:
+    kept = history[1]
+    # The row (not the log) is changed, and the audio removed out of band: no row says it
+    # should be there any more, but the log does.
+    edit_row(engine, kept.recording_sid, status="failed")
+    rt.storage.delete_all([kept.storage_key or ""])
+    found = problems(rt)
+    assert len(found) == 1, found
+    assert found[0].startswith(f"log: {kept.recording_sid}: entry ")
+    assert "says stored and no entry says deleted, but it is marked failed" in found[0]
+    assert found[0].endswith("its object is missing from storage")
 
 
 def test_anything_kept_a_day_past_due_outside_a_hold_is_found(
