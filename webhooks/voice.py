@@ -151,7 +151,7 @@ def dial_complete() -> VoiceResponse:
     with transaction(runtime.sessions) as session:
         call = calls.find_call(session, form["CallSid"])
         if call is None:
-            log.warning("dial-complete for unknown call %.64s", form["CallSid"])
+            log.warning("dial-complete for unknown call %s", form["CallSid"])
             return twiml.callback_offer(
                 runtime.settings,
                 speech.NOBODY_AVAILABLE,
@@ -193,7 +193,7 @@ def whisper() -> VoiceResponse:
         if call is not None:
             for_name = calls.substitute_for(call, to)
     if for_name is None:
-        log.warning("whisper for leg %.64s without a known parent call", form["CallSid"])
+        log.warning("whisper for leg %s without a known parent call", form["CallSid"])
         for_name = speech.WHISPER_UNKNOWN
     return twiml.whisper_prompt(settings, for_name)
 
@@ -231,5 +231,5 @@ def callback_request() -> VoiceResponse:
         if call is not None:
             calls.mark_callback_requested(call)
         due = request_row.due_at
-    log.info("callback requested on call %.64s for %s", form["CallSid"], phones.mask(number))
+    log.info("callback requested on call %s for %s", form["CallSid"], phones.mask(number))
     return twiml.say_and_hang_up(speech.callback_confirmed(due.astimezone(settings.timezone)))

@@ -541,6 +541,17 @@ def test_signed_request_missing_a_field_is_400(
     assert session.scalar(select(func.count()).select_from(Call)) == 0
 
 
+@pytest.mark.parametrize("path", ["/twilio/voice", "/twilio/voice/dial-complete"])
+def test_signed_request_with_a_field_no_twilio_value_is_that_long_is_400(
+    staffed: None, twilio_post: TwilioPost, session: Session, path: str
+) -> None:
+    form = {**voice_form("CA" + "1" * 5000), "DialCallStatus": "no-answer"}
+    response = twilio_post(path, form)
+    assert response.status_code == 400
+    assert "CallSid" in response.get_data(as_text=True)
+    assert session.scalar(select(func.count()).select_from(Call)) == 0
+
+
 def test_wrong_method_is_405(client) -> None:  # type: ignore[no-untyped-def]
     assert client.get("/twilio/voice").status_code == 405
     assert client.put("/twilio/voice/dial-complete").status_code == 405
