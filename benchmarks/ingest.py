@@ -142,7 +142,8 @@ def main() -> int:
 
     from callcenter import migrate
     from callcenter.db import make_engine, transaction
-    from callcenter.recordings import RecordingCallback, ingest_pending, record_callback
+    from callcenter.recordings.callback import RecordingCallback, record_callback
+    from callcenter.recordings.ingest import ingest_pending
     from callcenter.runtime import Runtime
     from callcenter.settings import load
 
@@ -199,8 +200,8 @@ def main() -> int:
 
     def ingest_concurrently() -> None:
         # Each worker as a separate process would have it: its own HTTP session and S3 client.
-        from callcenter.storage import open_storage
-        from callcenter.twilio_api import TwilioApi
+        from callcenter.adapters.storage import open_storage
+        from callcenter.adapters.twilio_api import TwilioApi
 
         reports: list[Any] = []
 

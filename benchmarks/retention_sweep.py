@@ -38,7 +38,7 @@ from sqlalchemy import func, select  # noqa: E402
 
 from callcenter import migrate  # noqa: E402
 from callcenter.db import make_engine  # noqa: E402
-from callcenter.models import Recording  # noqa: E402
+from callcenter.recordings.models import Recording  # noqa: E402
 from callcenter.runtime import Runtime  # noqa: E402
 from callcenter.settings import load  # noqa: E402
 from retention.sweep import sweep  # noqa: E402

@@ -240,9 +240,10 @@ def main() -> None:
     # Check what was stored, straight from the database.
     from sqlalchemy import func, select
 
+    from callcenter.calls.models import Call as CallRow
+    from callcenter.calls.models import CallbackRequest, CallEvent
     from callcenter.db import make_engine, make_sessionmaker
-    from callcenter.models import Call as CallRow
-    from callcenter.models import CallbackRequest, CallEvent, Staff
+    from callcenter.directory.models import Staff
 
     engine = make_engine(f"sqlite:///{database}")
     with make_sessionmaker(engine)() as session:

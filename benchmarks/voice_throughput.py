@@ -107,8 +107,17 @@ THREADS = 1
 def gunicorn(app: str, env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen[bytes]:
     threads = ["--threads", str(THREADS)] if THREADS > 1 else []
     return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), *threads, "--bind",
-         f"127.0.0.1:{port}", app],
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            str(WORKERS),
+            *threads,
+            "--bind",
+            f"127.0.0.1:{port}",
+            app,
+        ],
         env=env,
         cwd=cwd,
         stdout=subprocess.DEVNULL,
@@ -284,14 +293,19 @@ def main() -> None:
             f"round {number}: callcenter {real['rps']:6.0f} req/s p50 {real['p50']:6.2f} ms "
             f"p99 {real['p99']:6.2f} ms | bare {plain['rps']:6.0f} req/s p99 "
             f"{plain['p99']:6.2f} ms | ratio {real['rps'] / plain['rps']:.2f}"
-            + (f" | non-2xx {real['non2xx'] + plain['non2xx']:.0f}"
-               if real["non2xx"] + plain["non2xx"] else "")
+            + (
+                f" | non-2xx {real['non2xx'] + plain['non2xx']:.0f}"
+                if real["non2xx"] + plain["non2xx"]
+                else ""
+            )
         )
     ratio = statistics.median([real["rps"] / plain["rps"] for real, plain in results])
     p99 = statistics.median([real["p99"] for real, _ in results])
     print(f" bare flask: {statistics.median([p['rps'] for _, p in results]):8.0f} req/s (median)")
-    print(f" callcenter: {statistics.median([r['rps'] for r, _ in results]):8.0f} req/s (median), "
-          f"p50 {statistics.median([r['p50'] for r, _ in results]):.2f} ms, p99 {p99:.2f} ms")
+    print(
+        f" callcenter: {statistics.median([r['rps'] for r, _ in results]):8.0f} req/s (median), "
+        f"p50 {statistics.median([r['p50'] for r, _ in results]):.2f} ms, p99 {p99:.2f} ms"
+    )
     print(f"throughput ratio callcenter/bare, median of rounds: {ratio:.2f} (goal >= 0.50)")
     print(f"callcenter p99, median of rounds: {p99:.2f} ms (goal < 50 ms)")
     print(f"call rows written: {rows} (one per distinct call answered)")

@@ -15,9 +15,9 @@ from callcenter.db import PinnedConnections, make_engine, make_sessionmaker, utc
 from callcenter.settings import Settings
 
 if TYPE_CHECKING:
-    from callcenter.snapshot import DirectoryCache
-    from callcenter.storage import Storage
-    from callcenter.twilio_api import TwilioApi
+    from callcenter.adapters.storage import Storage
+    from callcenter.adapters.twilio_api import TwilioApi
+    from callcenter.directory.snapshot import DirectoryCache
 
 
 @dataclass
@@ -47,19 +47,19 @@ class Runtime:
 
     @cached_property
     def directory(self) -> DirectoryCache:
-        from callcenter.snapshot import DirectoryCache
+        from callcenter.directory.snapshot import DirectoryCache
 
         return DirectoryCache(self.settings)
 
     @cached_property
     def storage(self) -> Storage:
-        from callcenter.storage import open_storage
+        from callcenter.adapters.storage import open_storage
 
         return open_storage(self.settings)
 
     @cached_property
     def twilio(self) -> TwilioApi:
-        from callcenter.twilio_api import TwilioApi
+        from callcenter.adapters.twilio_api import TwilioApi
 
         return TwilioApi(self.settings)
 

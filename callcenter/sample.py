@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from callcenter import directory
-from callcenter.models import Staff
+from callcenter.directory import service as directory
+from callcenter.directory.models import Staff
 
 # Numbers in Latvia's ranges that belong to nobody here: the sample never rings a real person.
 SAMPLE_LINE_DEPARTMENT = "+37167000001"

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from callcenter import retention_log
-from callcenter.models import Recording
+from callcenter.audit import log as retention_log
+from callcenter.recordings.models import Recording
 
 LOG_COLUMNS = ("seq", "at", "event", "recording_sid", "actor", "details", "prev_hash", "hash")
 FORMATS = ("json", "csv")

@@ -15,8 +15,8 @@ import phonenumbers
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from callcenter import retention_log
-from callcenter.models import LegalHold, Recording
+from callcenter.audit import log as retention_log
+from callcenter.recordings.models import LegalHold, Recording
 from retention.sweep import CLAIM_PREFIX
 
 # Reasons and actors go into the retention log, which is kept for audit far longer than audio.

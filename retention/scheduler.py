@@ -28,9 +28,9 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from callcenter import leases
 from callcenter.db import transaction
 from callcenter.runtime import Runtime
-from retention import leases
 from retention.sweep import sweep
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def sweep_job(runtime: Runtime, now: datetime, stop: threading.Event | None = No
 
 def ingest_job(runtime: Runtime, now: datetime) -> None:
     """Move pending recordings from Twilio to storage once."""
-    from callcenter.recordings import ingest_pending
+    from callcenter.recordings.ingest import ingest_pending
 
     ingest_pending(runtime.sessions, runtime.storage, runtime.twilio, now=now)
 
@@ -77,7 +77,7 @@ RECONCILE_WINDOW = timedelta(days=7)
 
 def reconcile_job(runtime: Runtime, now: datetime) -> None:
     """Compare Twilio's recent recordings with ours and ingest what callbacks missed."""
-    from callcenter.recordings import reconcile
+    from callcenter.recordings.reconcile import reconcile
 
     reconcile(runtime, now=now, since=(now - RECONCILE_WINDOW).date())
 
@@ -145,7 +145,6 @@ def build_scheduler(
 ) -> BlockingScheduler:
     """Wire the jobs to their triggers in the line's time zone."""
     # Fail at start, loudly, if the ingestion entry points this process runs are missing.
-    from callcenter.recordings import ingest_pending, reconcile  # noqa: F401
 
     zone = runtime.settings.timezone
     scheduler = BlockingScheduler(

@@ -45,12 +45,12 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from callcenter import retention_log
+from callcenter import leases
+from callcenter.audit import log as retention_log
 from callcenter.db import is_postgres, transaction
-from callcenter.models import Recording
-from callcenter.recordings import media_key
+from callcenter.recordings.models import Recording
+from callcenter.recordings.policy import media_key
 from callcenter.runtime import Runtime
-from retention import leases
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,11 @@ from typing import Any
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
-from callcenter import retention_log
-from callcenter.models import Recording, RetentionEntry
-from callcenter.recordings import media_key
-from callcenter.storage import Storage
+from callcenter.adapters.storage import Storage
+from callcenter.audit import log as retention_log
+from callcenter.audit.models import RetentionEntry
+from callcenter.recordings.models import Recording
+from callcenter.recordings.policy import media_key
 
 # The contract: "everything due is gone within 24 hours". The sweep runs daily, so a recording
 # a few hours past due is normal; one kept longer than this is a broken promise.

@@ -23,7 +23,7 @@ from werkzeug.test import TestResponse
 from callcenter import migrate
 from callcenter.app import create_app
 from callcenter.db import make_engine, make_sessionmaker
-from callcenter.models import Base
+from callcenter.schema import metadata
 from callcenter.runtime import Runtime
 from callcenter.settings import Settings, load
 
@@ -77,7 +77,7 @@ def database_url(database_template: str, tmp_path: Path) -> str:
     """A clean, migrated database for one test."""
     if TEST_DATABASE_URL:
         engine = create_engine(database_template)
-        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
         with engine.begin() as connection:
             # Replica mode switches triggers off for this session only, so the append-only
             # retention log can be emptied between tests.

@@ -8,7 +8,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from callcenter import migrate
-from callcenter.models import Base
+from callcenter.db import Base
 
 
 def test_migrated_schema_matches_the_models(engine: Engine) -> None:

@@ -15,16 +15,11 @@ from flask import Blueprint, Response, abort, current_app, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 
+from callcenter.adapters.twilio_api import RECORDING_SID
 from callcenter.db import transaction
-from callcenter.recordings import (
-    CALL_SID,
-    RecordingCallback,
-    check_start_time,
-    parse_twilio_time,
-    record_callback,
-)
+from callcenter.recordings.callback import RecordingCallback, check_start_time, record_callback
 from callcenter.runtime import Runtime
-from callcenter.twilio_api import RECORDING_SID
+from callcenter.twilio_values import CALL_SID, parse_twilio_time
 from webhooks.security import MissingField, require, twilio_webhook
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,8 @@ from typing import TypeVar
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy.exc import DBAPIError
 
-from callcenter import outcomes, phones
+from callcenter import phones
+from callcenter.calls import outcomes
 from callcenter.db import transaction
 from callcenter.runtime import Runtime
 from webhooks import twiml

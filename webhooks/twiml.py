@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
-from callcenter import speech
-from callcenter.routing import Leg
+from callcenter.calls import speech
+from callcenter.calls.routing import Leg
 from callcenter.settings import Settings
 
 LATVIAN = "lv-LV"

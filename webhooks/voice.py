@@ -16,7 +16,9 @@ from flask import Blueprint, Response, current_app, request
 from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.exceptions import HTTPException
 
-from callcenter import callbacks, calls, outcomes, phones, speech
+from callcenter import phones
+from callcenter.calls import callbacks, outcomes, speech
+from callcenter.calls import intake as calls
 from callcenter.db import transaction
 from callcenter.runtime import Runtime
 from callcenter.settings import Settings

@@ -10,8 +10,9 @@ from typing import Any
 import click
 from sqlalchemy import select
 
-from callcenter import callbacks as callbacks_module
-from callcenter import report as report_module
+from callcenter.calls import callbacks as callbacks_module
+from callcenter.calls import report as report_module
+from callcenter.calls.models import Call, CallbackRequest
 from callcenter.cli.common import (
     CliError,
     emit,
@@ -23,7 +24,7 @@ from callcenter.cli.common import (
     runtime,
     unit_of_work,
 )
-from callcenter.models import Call, CallbackRequest, Staff
+from callcenter.directory.models import Staff
 
 
 def call_row(call: Call, answered_by: str | None) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from typing import Any
 import click
 from sqlalchemy.orm import Session
 
-from callcenter import directory
 from callcenter.cli.common import (
     CliError,
     emit,
@@ -20,7 +19,8 @@ from callcenter.cli.common import (
     parse_time,
     unit_of_work,
 )
-from callcenter.models import Absence, Line, Staff
+from callcenter.directory import service as directory
+from callcenter.directory.models import Absence, Line, Staff
 
 
 @contextmanager

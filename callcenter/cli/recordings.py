@@ -7,7 +7,6 @@ from typing import Any
 import click
 from sqlalchemy import select
 
-from callcenter import recordings
 from callcenter import settings as settings_module
 from callcenter.cli.common import (
     CliError,
@@ -18,7 +17,9 @@ from callcenter.cli.common import (
     parse_date,
     runtime,
 )
-from callcenter.models import Recording
+from callcenter.recordings import ingest as ingestion
+from callcenter.recordings import reconcile as reconciliation
+from callcenter.recordings.models import Recording
 
 STATUSES = ("pending", "stored", "absent", "failed", "deleted")
 
@@ -34,7 +35,7 @@ def ingest(limit: int | None) -> None:
     """Move pending recordings from Twilio to storage once."""
     rt = runtime()
     settings_module.for_jobs(rt.settings)
-    report = recordings.ingest_pending(rt.sessions, rt.storage, rt.twilio, now=now(), limit=limit)
+    report = ingestion.ingest_pending(rt.sessions, rt.storage, rt.twilio, now=now(), limit=limit)
     for sid, error in sorted(report.failed.items()):
         click.echo(f"{sid}: will retry: {error}", err=True)
     click.echo(
@@ -57,7 +58,7 @@ def reconcile(since: str | None, no_ingest: bool) -> None:
     rt = runtime()
     settings_module.for_jobs(rt.settings)
     since_day = parse_date(since, "--since") if since else None
-    report = recordings.reconcile(rt, now(), since=since_day)
+    report = reconciliation.reconcile(rt, now(), since=since_day)
     click.echo(
         f"Twilio lists {report.listed}; callbacks missed {len(report.created)}; "
         f"Twilio copies deleted {len(report.provider_copies_deleted)}"
@@ -67,7 +68,7 @@ def reconcile(since: str | None, no_ingest: bool) -> None:
     for sid, error in sorted(report.failed.items()):
         click.echo(f"{sid}: will retry: {error}", err=True)
     if report.created and not no_ingest:
-        ingested = recordings.ingest(rt, now())
+        ingested = ingestion.ingest(rt, now())
         click.echo(
             f"ingested {len(ingested.stored)}, failed {len(ingested.failed)} (retried later)"
         )

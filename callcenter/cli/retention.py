@@ -10,9 +10,9 @@ import click
 from sqlalchemy import select
 
 from callcenter import settings as settings_module
+from callcenter.audit.models import RetentionEntry
 from callcenter.cli import common
 from callcenter.cli.common import CliError, emit, json_option, local_iso, unit_of_work
-from callcenter.models import RetentionEntry
 from retention import export, holds
 from retention import sweep as sweep_module
 from retention import verify as verify_module

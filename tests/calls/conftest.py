@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.test import TestResponse
 
-from callcenter import directory
-from callcenter.models import Call, CallbackRequest, CallEvent
+from callcenter.calls.models import Call, CallbackRequest, CallEvent
+from callcenter.directory import service as directory
 from callcenter.runtime import Runtime
 from tests.conftest import ACCOUNT_SID, RIGA, TwilioPost
 

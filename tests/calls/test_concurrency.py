@@ -16,7 +16,7 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from callcenter.models import CallbackRequest, CallEvent
+from callcenter.calls.models import CallbackRequest, CallEvent
 from tests.calls.conftest import ANDRIS, OTHER_CALLER, Clock, Twilio, load_call, requests_of, sid
 from tests.conftest import PUBLIC_BASE_URL, TEST_DATABASE_URL, sign
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from callcenter import outcomes
+from callcenter.calls import outcomes
 from callcenter.db import transaction
 from callcenter.runtime import Runtime
 from tests.calls.conftest import (

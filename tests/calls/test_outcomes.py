@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from callcenter.models import CallEvent
-from callcenter.outcomes import RANK, settle
+from callcenter.calls.models import CallEvent
+from callcenter.calls.outcomes import RANK, settle
 from tests.calls.conftest import (
     ANDRIS,
     CALLER,

@@ -10,7 +10,7 @@ from datetime import date, datetime
 import pytest
 from sqlalchemy.orm import Session
 
-from callcenter import report
+from callcenter.calls import report
 from tests.calls.conftest import (
     ANDRIS,
     CALLER,

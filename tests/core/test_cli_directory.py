@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from callcenter.models import Absence, Line, Staff
+from callcenter.directory.models import Absence, Line, Staff
 from tests.cli import Result, run
 
 Cli = Callable[..., Result]

@@ -10,8 +10,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from callcenter.audit.models import RetentionEntry
 from callcenter.db import make_engine
-from callcenter.models import RetentionEntry
 from tests.cli import Result, run
 
 Cli = Callable[..., Result]

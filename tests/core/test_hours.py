@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
-from callcenter.hours import (
+from callcenter.calendar.hours import (
     DEFAULT_HOURS,
     Change,
     HoursSpecError,

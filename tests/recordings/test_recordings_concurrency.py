@@ -10,12 +10,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from callcenter.models import Recording, RetentionEntry
-from callcenter.recordings import IngestReport, ingest_pending
-from callcenter.retention_log import check_chain
+from callcenter.adapters.storage import open_storage
+from callcenter.adapters.twilio_api import TwilioApi
+from callcenter.audit.log import check_chain
+from callcenter.audit.models import RetentionEntry
+from callcenter.recordings.ingest import IngestReport, ingest_pending
+from callcenter.recordings.models import Recording
 from callcenter.runtime import Runtime
-from callcenter.storage import open_storage
-from callcenter.twilio_api import TwilioApi
 from tests.conftest import TEST_DATABASE_URL
 from tests.fakes.twilio_api import FakeTwilio
 from tests.recordings.conftest import NOW, PostRecording

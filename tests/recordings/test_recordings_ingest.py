@@ -10,21 +10,25 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from callcenter import recordings
+from callcenter.adapters.storage import LocalStorage, StoredObject
+from callcenter.adapters.twilio_api import TwilioApi
+from callcenter.audit.log import check_chain
+from callcenter.audit.models import RetentionEntry
 from callcenter.db import transaction
-from callcenter.models import Recording, RetentionEntry
-from callcenter.recordings import IngestPolicy, ingest_pending, media_key
-from callcenter.retention_log import check_chain
+from callcenter.recordings import claims
+from callcenter.recordings import ingest as ingestion
+from callcenter.recordings.claims import IngestPolicy
+from callcenter.recordings.ingest import ingest_pending
+from callcenter.recordings.models import Recording
+from callcenter.recordings.policy import media_key
 from callcenter.runtime import Runtime
-from callcenter.storage import LocalStorage, StoredObject
-from callcenter.twilio_api import TwilioApi
 from tests.fakes.twilio_api import FakeRecording, FakeTwilio
 from tests.recordings.conftest import NOW, PostRecording
 
 FAST = IngestPolicy(alert_after_attempts=3)
 
 
-def ingest(runtime: Runtime, now: datetime = NOW, **kwargs: Any) -> recordings.IngestReport:
+def ingest(runtime: Runtime, now: datetime = NOW, **kwargs: Any) -> ingestion.IngestReport:
     kwargs.setdefault("policy", FAST)
     # A clock that stands still, so that times can be checked to the second.
     return ingest_pending(
@@ -448,17 +452,17 @@ def test_claims_are_exclusive_and_expire(
     runtime: Runtime, sessions: sessionmaker[Session], pending: FakeRecording
 ) -> None:
     with transaction(sessions) as s:
-        first = recordings.claim(s, worker="a", now=NOW, policy=FAST)
+        first = claims.claim(s, worker="a", now=NOW, policy=FAST)
     with transaction(sessions) as s:
-        second = recordings.claim(s, worker="b", now=NOW + FAST.lease - timedelta(seconds=1))
+        second = claims.claim(s, worker="b", now=NOW + FAST.lease - timedelta(seconds=1))
     with transaction(sessions) as s:
-        third = recordings.claim(s, worker="c", now=NOW + FAST.lease, policy=FAST)
+        third = claims.claim(s, worker="c", now=NOW + FAST.lease, policy=FAST)
     assert first is not None and first.recording_sid == pending.sid
     assert second is None
     assert third is not None and third.worker == "c" and third.attempts == 2
     # The first worker's late result no longer counts.
     with transaction(sessions) as s:
-        assert not recordings.mark_stored(s, first, StoredObject("k", 1, "0" * 64), now=NOW)
+        assert not claims.mark_stored(s, first, StoredObject("k", 1, "0" * 64), now=NOW)
 
 
 def test_a_worker_whose_lease_ran_out_does_not_touch_the_new_holders_copy(
@@ -468,10 +472,10 @@ def test_a_worker_whose_lease_ran_out_does_not_touch_the_new_holders_copy(
     pending: FakeRecording,
 ) -> None:
     with transaction(sessions) as s:
-        stale = recordings.claim(s, worker="slow", now=NOW, policy=FAST)
+        stale = claims.claim(s, worker="slow", now=NOW, policy=FAST)
     assert stale is not None
     # The lease runs out; another worker ingests the recording completely.
-    report = recordings.ingest_pending(
+    report = ingestion.ingest_pending(
         runtime.sessions,
         runtime.storage,
         runtime.twilio,
@@ -486,7 +490,7 @@ def test_a_worker_whose_lease_ran_out_does_not_touch_the_new_holders_copy(
     # Twilio still serves the media (say its deletion failed): the stale worker finishes its
     # download now, and must neither overwrite nor delete the stored copy.
     pending.media_deleted = False
-    report = recordings.ingest_one(
+    report = ingestion.ingest_one(
         runtime.sessions, runtime.storage, runtime.twilio, stale, now=NOW + FAST.lease * 2
     )
     assert pending.sid in report.failed and "another worker" in report.failed[pending.sid]
@@ -511,12 +515,10 @@ def test_a_download_that_outlives_its_lease_and_the_deletion_leaves_no_copy(
     start = (NOW - relativedelta(months=3) + timedelta(minutes=30)).replace(microsecond=0)
     recording = fake_twilio.add(start_time=start, size=50_000)
     assert post_recording(recording).status_code == 204
-    due = session.scalar(
-        select(Recording.due_at).where(Recording.recording_sid == recording.sid)
-    )
+    due = session.scalar(select(Recording.due_at).where(Recording.recording_sid == recording.sid))
     assert due is not None
     with transaction(sessions) as s:
-        slow = recordings.claim(s, worker="slow", now=due - timedelta(minutes=5))
+        slow = claims.claim(s, worker="slow", now=due - timedelta(minutes=5))
     assert slow is not None and slow.step == "ingest"
     storage = runtime.storage
     write = storage.put_stream
@@ -528,7 +530,7 @@ def test_a_download_that_outlives_its_lease_and_the_deletion_leaves_no_copy(
         return write(key, iter(data))
 
     storage.put_stream = put_while_the_sweep_runs  # type: ignore[method-assign]
-    report = recordings.ingest_one(
+    report = ingestion.ingest_one(
         runtime.sessions, storage, runtime.twilio, slow, now=due + timedelta(minutes=12)
     )
     storage.put_stream = write  # type: ignore[method-assign]

@@ -12,12 +12,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from callcenter.adapters.storage import LocalStorage
+from callcenter.audit.models import RetentionEntry
 from callcenter.cli import main
-from callcenter.models import Recording, RetentionEntry
-from callcenter.recordings import IngestPolicy, ingest_pending, media_key, reconcile
+from callcenter.recordings.claims import IngestPolicy
+from callcenter.recordings.ingest import ingest_pending
+from callcenter.recordings.models import Recording
+from callcenter.recordings.policy import due_at, media_key
+from callcenter.recordings.reconcile import reconcile
 from callcenter.runtime import Runtime
-from callcenter.storage import LocalStorage
-from retention.policy import due_at
 from tests.fakes.twilio_api import FakeTwilio
 from tests.recordings.conftest import NOW, PostRecording
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from callcenter import storage as storage_module
+from callcenter.adapters import storage as storage_module
+from callcenter.adapters.storage import LocalStorage, S3Storage, Storage, open_storage
 from callcenter.settings import load
-from callcenter.storage import LocalStorage, S3Storage, Storage, open_storage
 from tests.fakes.s3 import make_bucket
 
 KEY = "recordings/2026/03/02/RE0123456789abcdef0123456789abcdef.wav"

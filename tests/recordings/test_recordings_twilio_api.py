@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from callcenter.adapters.twilio_api import MediaNotFound, TruncatedMedia, TwilioApi, TwilioApiError
 from callcenter.settings import Settings
-from callcenter.twilio_api import MediaNotFound, TruncatedMedia, TwilioApi, TwilioApiError
 from tests.fakes.twilio_api import FakeTwilio
 
 

@@ -9,9 +9,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from callcenter.models import Call, Recording, RetentionEntry
+from callcenter.audit.models import RetentionEntry
+from callcenter.calls.models import Call
+from callcenter.recordings.models import Recording
+from callcenter.recordings.policy import due_at
 from callcenter.settings import Settings
-from retention.policy import due_at
 from tests.conftest import PUBLIC_BASE_URL, sign
 from tests.fakes.twilio_api import FakeTwilio
 from tests.recordings.conftest import PostRecording, callback_form

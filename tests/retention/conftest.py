@@ -11,12 +11,13 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from callcenter import retention_log
+from callcenter.audit import log as retention_log
+from callcenter.audit.models import RetentionEntry
 from callcenter.db import transaction
-from callcenter.models import Recording, RetentionEntry
+from callcenter.recordings.models import Recording
+from callcenter.recordings.policy import due_at
 from callcenter.runtime import Runtime
 from callcenter.settings import Settings, load
-from retention.policy import due_at
 from tests.fakes.s3 import *  # noqa: F403  (moto S3 fixtures)
 from tests.fakes.twilio_api import FakeTwilio
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from callcenter.db import transaction
-from callcenter.models import LegalHold, Recording
+from callcenter.recordings.models import LegalHold, Recording
 from callcenter.runtime import Runtime
 from retention import holds
 from retention.sweep import sweep

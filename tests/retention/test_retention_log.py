@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from callcenter import retention_log
+from callcenter.audit import log as retention_log
 from callcenter.db import transaction
 from callcenter.runtime import Runtime
 from tests.retention.conftest import entries

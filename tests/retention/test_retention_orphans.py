@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from callcenter.recordings import media_key
+from callcenter.adapters.storage import LocalStorage
+from callcenter.recordings.policy import media_key
 from callcenter.runtime import Runtime
-from callcenter.storage import LocalStorage
 from retention.sweep import sweep
 from tests.retention.conftest import AddRecording, reload
 

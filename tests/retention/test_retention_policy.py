@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from callcenter.recordings.policy import due_at
 from callcenter.settings import Settings
-from retention.policy import due_at
 
 RIGA = ZoneInfo("Europe/Riga")
 SETTINGS = Settings()

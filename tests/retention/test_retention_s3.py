@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from callcenter.adapters.storage import S3Storage
 from callcenter.runtime import Runtime
-from callcenter.storage import S3Storage
 from retention.sweep import sweep
 from retention.verify import verify
 from tests.retention.conftest import AddRecording, count_entries, entries, reload

@@ -17,7 +17,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
 from callcenter.db import transaction
-from callcenter.models import Lease
+from callcenter.leases import Lease
 from callcenter.runtime import Runtime
 from retention import scheduler
 from tests.fakes.twilio_api import FakeTwilio
@@ -49,7 +49,7 @@ def test_reconcile_job_finds_recent_recordings_whose_callback_never_came(
 ) -> None:
     from sqlalchemy import select
 
-    from callcenter.models import Recording
+    from callcenter.recordings.models import Recording
 
     now = datetime.now(UTC)
     recent = twilio.add(start_time=now - timedelta(days=2))

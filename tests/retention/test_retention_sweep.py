@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from callcenter.db import transaction
-from callcenter.models import Lease, Recording
+from callcenter.leases import Lease
+from callcenter.recordings.models import Recording
 from callcenter.runtime import Runtime
 from retention import sweep as sweep_module
 from retention.sweep import sweep
@@ -197,7 +198,7 @@ def test_storage_failure_keeps_the_row_and_records_twilio_progress(
     real = type(rt.storage).delete_all
 
     def refusing(self: object, keys: list[str]) -> list[object]:
-        from callcenter.storage import DeleteOutcome
+        from callcenter.adapters.storage import DeleteOutcome
 
         return [DeleteOutcome(key, 0, "AccessDenied: Access Denied") for key in keys]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text, update
 
-from callcenter import retention_log
+from callcenter.audit import log as retention_log
 from callcenter.db import transaction
-from callcenter.models import Recording
+from callcenter.recordings.models import Recording
 from callcenter.runtime import Runtime
 from retention.sweep import sweep
 from retention.verify import VerifySummary, verify
@@ -126,7 +126,7 @@ def test_an_object_replaced_together_with_its_row_is_still_found(
 
     from sqlalchemy import update
 
-    from callcenter.models import Recording as Row
+    from callcenter.recordings.models import Recording as Row
 
     changed = history[2]
     other = b"RIFF other audio"

@@ -38,8 +38,10 @@ def test_a_small_form_parses_as_werkzeug_parses_it(body: bytes) -> None:
 
 def test_values_are_decoded() -> None:
     body = BODIES[1]
-    response = echo_app(WebhookRequest).test_client().post(
-        "/echo", data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    response = (
+        echo_app(WebhookRequest)
+        .test_client()
+        .post("/echo", data=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
     )
     assert dict(map(tuple, response.json)) == {
         "CallerName": "Jānis Bērziņš",
@@ -50,8 +52,8 @@ def test_values_are_decoded() -> None:
 
 def test_a_body_that_is_not_utf8_parses_as_an_empty_form() -> None:
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
-    response = echo_app(WebhookRequest).test_client().post(
-        "/echo", data=b"From=\xff\xfe", headers=headers
+    response = (
+        echo_app(WebhookRequest).test_client().post("/echo", data=b"From=\xff\xfe", headers=headers)
     )
     assert response.json == []
 

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from callcenter import directory
-from callcenter.models import Call, CallbackRequest
+from callcenter.calls.models import Call, CallbackRequest
+from callcenter.directory import service as directory
 from callcenter.runtime import Runtime
 from tests.conftest import ACCOUNT_SID, PUBLIC_BASE_URL, RIGA, TwilioPost, sign
 
@@ -382,9 +382,7 @@ def test_substitute_who_declines_in_the_whisper_is_no_answer_and_the_group_goes_
     session.expire_all()
     assert session.scalars(select(Call)).one().outcome == "in-progress"
     bridged = {**declined, "DialBridged": "true", "DialCallSid": "CA" + "e" * 32}
-    assert [v.tag for v in twiml(twilio_post("/twilio/voice/dial-complete", bridged))] == [
-        "Hangup"
-    ]
+    assert [v.tag for v in twiml(twilio_post("/twilio/voice/dial-complete", bridged))] == ["Hangup"]
     session.expire_all()
     assert session.scalars(select(Call)).one().outcome == "answered"
 

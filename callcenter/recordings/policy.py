@@ -1,4 +1,4 @@
-"""The retention policy: when a recording's audio is due for deletion.
+"""The retention policy: when a recording's audio is due for deletion, and where it is kept.
 
 The standard keeps recordings three calendar months (RETENTION_MONTHS). The clock starts at
 Twilio's RecordingStartTime and the months are counted on the line's local calendar, because
@@ -38,3 +38,9 @@ def due_at(started_at: datetime, settings: Settings) -> datetime:
     # time; for an ordinary wall time both give the same instant.
     candidates = (wall.replace(tzinfo=zone, fold=fold).astimezone(UTC) for fold in (0, 1))
     return max(candidates)
+
+
+def media_key(recording_sid: str, started_at: datetime) -> str:
+    """Return the object key for a recording: its UTC start date and SID, nothing personal."""
+    day = started_at.astimezone(UTC)
+    return f"recordings/{day:%Y/%m/%d}/{recording_sid}.wav"

@@ -14,8 +14,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from callcenter import phones
-from callcenter.hours import DEFAULT_HOURS, Change, HoursSpecError, parse_hours, parse_interval
-from callcenter.models import Absence, GroupMember, HoursChange, Line, RingGroup, Staff
+from callcenter.calendar.hours import (
+    DEFAULT_HOURS,
+    Change,
+    HoursSpecError,
+    parse_hours,
+    parse_interval,
+)
+from callcenter.directory.models import Absence, GroupMember, HoursChange, Line, RingGroup, Staff
 
 _KEY = re.compile(r"^[a-z][a-z0-9_.-]{1,39}$")
 STRATEGIES = ("sequential", "simultaneous")

@@ -46,12 +46,15 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, lazyload
 
-from callcenter import callbacks, calls, phones
+from callcenter import phones
+from callcenter.calls import callbacks
+from callcenter.calls import intake as calls
+from callcenter.calls.models import Call, CallEvent
+from callcenter.calls.routing import Leg, Plan
 from callcenter.db import is_postgres
-from callcenter.models import Call, CallEvent, Staff
-from callcenter.routing import Leg, Plan
+from callcenter.directory.models import Staff
+from callcenter.directory.snapshot import DirectoryCache
 from callcenter.settings import Settings
-from callcenter.snapshot import DirectoryCache
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from callcenter.snapshot import Directory, Group, LineInfo, Person
+from callcenter.directory.snapshot import Directory, Group, LineInfo, Person
 
 
 @dataclass(frozen=True)

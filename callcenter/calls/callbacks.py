@@ -13,8 +13,8 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
-from callcenter.calls import company_hours
-from callcenter.models import Call, CallbackRequest
+from callcenter.calls.intake import company_hours
+from callcenter.calls.models import Call, CallbackRequest
 from callcenter.settings import Settings
 
 REASONS = ("after-hours", "missed", "abandoned", "requested")

@@ -26,9 +26,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from callcenter import outcomes
-from callcenter.models import Call, CallbackRequest, CallEvent, Line, Staff
-from callcenter.routing import Plan
+from callcenter.calls import outcomes
+from callcenter.calls.models import Call, CallbackRequest, CallEvent
+from callcenter.calls.routing import Plan
+from callcenter.directory.models import Line, Staff
 
 NO_LINE = "-"
 

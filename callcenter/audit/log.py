@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
+from callcenter.audit.models import RetentionEntry
 from callcenter.db import is_postgres
-from callcenter.models import RetentionEntry
 
 GENESIS_HASH = "0" * 64
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, time
 
-from callcenter.hours import DayPlan, WorkingHours
+from callcenter.calendar.hours import DayPlan, WorkingHours
 
 WEEKDAYS = ("pirmdien", "otrdien", "trešdien", "ceturtdien", "piektdien", "sestdien", "svētdien")
 MONTHS_LOCATIVE = (

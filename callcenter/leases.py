@@ -14,11 +14,21 @@ import socket
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import String, delete, insert, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from callcenter.models import Lease
+from callcenter.db import Base, UTCDateTime
+
+
+class Lease(Base):
+    """A named lease in the database: one scheduler, one sweep at a time."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 def holder_id(kind: str) -> str:

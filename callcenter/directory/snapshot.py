@@ -18,9 +18,8 @@ from typing import Any
 from sqlalchemy import Connection, event, select, update
 from sqlalchemy.orm import Session
 
-from callcenter.directory import hours_changes
-from callcenter.hours import Change, LatvianCalendar, WorkingHours, parse_hours
-from callcenter.models import (
+from callcenter.calendar.hours import Change, LatvianCalendar, WorkingHours, parse_hours
+from callcenter.directory.models import (
     Absence,
     DirectoryVersion,
     GroupMember,
@@ -29,6 +28,7 @@ from callcenter.models import (
     RingGroup,
     Staff,
 )
+from callcenter.directory.service import hours_changes
 from callcenter.settings import Settings
 
 log = logging.getLogger(__name__)

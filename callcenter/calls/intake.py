@@ -17,12 +17,14 @@ from sqlalchemy import Engine, Table, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from callcenter import directory, phones, speech
-from callcenter.hours import DEFAULT_HOURS, LatvianCalendar, WorkingHours, parse_hours
-from callcenter.models import Call
-from callcenter.routing import Plan, Step, intended_for, plan_for_line
+from callcenter import phones
+from callcenter.calendar.hours import DEFAULT_HOURS, LatvianCalendar, WorkingHours, parse_hours
+from callcenter.calls import speech
+from callcenter.calls.models import Call
+from callcenter.calls.routing import Plan, Step, intended_for, plan_for_line
+from callcenter.directory import service as directory
+from callcenter.directory.snapshot import CHANGES_AHEAD, Directory, DirectoryCache, LineInfo
 from callcenter.settings import Settings
-from callcenter.snapshot import CHANGES_AHEAD, Directory, DirectoryCache, LineInfo
 
 log = logging.getLogger(__name__)
 
