@@ -13,6 +13,10 @@ from werkzeug.exceptions import HTTPException
 from callcenter import settings as settings_module
 from callcenter.runtime import Runtime
 from callcenter.settings import Settings
+from webhooks.forms import WebhookRequest
+from webhooks.recordings import bp as recordings_bp
+from webhooks.status import bp as status_bp
+from webhooks.voice import bp as voice_bp
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +38,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     """Build the web app. Settings come from the environment unless given."""
     if runtime is None:
         runtime = Runtime(settings_module.for_web(settings or settings_module.load()))
-    from webhooks.forms import WebhookRequest
 
     app = Flask(__name__)
     app.request_class = WebhookRequest
@@ -42,10 +45,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.extensions["callcenter.runtime"] = runtime
     app.session_interface = _NoSessionsForTwilio()
-
-    from webhooks.recordings import bp as recordings_bp
-    from webhooks.status import bp as status_bp
-    from webhooks.voice import bp as voice_bp
 
     app.register_blueprint(voice_bp)
     app.register_blueprint(recordings_bp)

@@ -6,18 +6,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from callcenter.adapters.storage import Storage, open_storage
+from callcenter.adapters.twilio_api import TwilioApi
 from callcenter.db import PinnedConnections, make_engine, make_sessionmaker, utcnow
+from callcenter.directory.snapshot import DirectoryCache
 from callcenter.settings import Settings
-
-if TYPE_CHECKING:
-    from callcenter.adapters.storage import Storage
-    from callcenter.adapters.twilio_api import TwilioApi
-    from callcenter.directory.snapshot import DirectoryCache
 
 
 @dataclass
@@ -47,20 +44,14 @@ class Runtime:
 
     @cached_property
     def directory(self) -> DirectoryCache:
-        from callcenter.directory.snapshot import DirectoryCache
-
         return DirectoryCache(self.settings)
 
     @cached_property
     def storage(self) -> Storage:
-        from callcenter.adapters.storage import open_storage
-
         return open_storage(self.settings)
 
     @cached_property
     def twilio(self) -> TwilioApi:
-        from callcenter.adapters.twilio_api import TwilioApi
-
         return TwilioApi(self.settings)
 
     def close(self) -> None:

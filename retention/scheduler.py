@@ -30,6 +30,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from callcenter import leases
 from callcenter.db import transaction
+from callcenter.recordings.ingest import ingest_pending
+from callcenter.recordings.reconcile import reconcile
 from callcenter.runtime import Runtime
 from retention.sweep import sweep
 
@@ -64,8 +66,6 @@ def sweep_job(runtime: Runtime, now: datetime, stop: threading.Event | None = No
 
 def ingest_job(runtime: Runtime, now: datetime) -> None:
     """Move pending recordings from Twilio to storage once."""
-    from callcenter.recordings.ingest import ingest_pending
-
     ingest_pending(runtime.sessions, runtime.storage, runtime.twilio, now=now)
 
 
@@ -77,8 +77,6 @@ RECONCILE_WINDOW = timedelta(days=7)
 
 def reconcile_job(runtime: Runtime, now: datetime) -> None:
     """Compare Twilio's recent recordings with ours and ingest what callbacks missed."""
-    from callcenter.recordings.reconcile import reconcile
-
     reconcile(runtime, now=now, since=(now - RECONCILE_WINDOW).date())
 
 
@@ -144,8 +142,6 @@ def build_scheduler(
     runtime: Runtime, lease: SchedulerLease, stop: threading.Event
 ) -> BlockingScheduler:
     """Wire the jobs to their triggers in the line's time zone."""
-    # Fail at start, loudly, if the ingestion entry points this process runs are missing.
-
     zone = runtime.settings.timezone
     scheduler = BlockingScheduler(
         timezone=zone,

@@ -23,8 +23,8 @@ from werkzeug.test import TestResponse
 from callcenter import migrate
 from callcenter.app import create_app
 from callcenter.db import make_engine, make_sessionmaker
-from callcenter.schema import metadata
 from callcenter.runtime import Runtime
+from callcenter.schema import metadata
 from callcenter.settings import Settings, load
 
 ACCOUNT_SID = "AC" + "0" * 31 + "1"
