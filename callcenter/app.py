@@ -11,8 +11,9 @@ from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
 from callcenter import settings as settings_module
-from callcenter.runtime import Runtime
+from callcenter.runtime import EXTENSION, Runtime
 from callcenter.settings import Settings
+from webhooks import paths
 from webhooks.forms import WebhookRequest
 from webhooks.recordings import bp as recordings_bp
 from webhooks.status import bp as status_bp
@@ -43,14 +44,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.request_class = WebhookRequest
     app.config["SECRET_KEY"] = runtime.settings.secret_key
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
-    app.extensions["callcenter.runtime"] = runtime
+    app.extensions[EXTENSION] = runtime
     app.session_interface = _NoSessionsForTwilio()
 
     app.register_blueprint(voice_bp)
     app.register_blueprint(recordings_bp)
     app.register_blueprint(status_bp)
 
-    @app.get("/healthz")
+    @app.get(paths.HEALTH)
     def healthz() -> Any:
         checks: dict[str, str] = {}
         try:

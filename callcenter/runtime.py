@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,6 +17,9 @@ from callcenter.db import PinnedConnections, make_engine, make_sessionmaker, utc
 from callcenter.directory.snapshot import DirectoryCache
 from callcenter.settings import Settings
 
+# Where the web app keeps its runtime (`app.extensions[EXTENSION]`).
+EXTENSION = "callcenter.runtime"
+
 
 @dataclass
 class Runtime:
@@ -25,6 +29,12 @@ class Runtime:
     _engine: Engine | None = field(default=None, repr=False)
     # The time source; tests put the service at an exact instant by replacing it.
     clock: Callable[[], datetime] = field(default=utcnow, repr=False)
+
+    @staticmethod
+    def of(app: Any) -> Runtime:
+        """Return the runtime a web app was built with (the one accessor, for every route)."""
+        runtime: Runtime = app.extensions[EXTENSION]
+        return runtime
 
     def now(self) -> datetime:
         return self.clock()

@@ -15,6 +15,7 @@ from flask import abort, current_app, request
 from twilio.request_validator import RequestValidator, compare
 from werkzeug.datastructures import MultiDict
 
+from callcenter.runtime import Runtime
 from callcenter.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class MissingField(Exception):
 
 
 def settings() -> Settings:
-    return current_app.extensions["callcenter.runtime"].settings
+    return Runtime.of(current_app).settings
 
 
 @functools.lru_cache(maxsize=4)
@@ -53,13 +54,27 @@ def signature_is_valid() -> bool:
     return bool(validator.validate(url, request.form, signature))
 
 
+def foreign_account() -> bool:
+    """Whether a signed request names an AccountSid other than ours (a subaccount's, say)."""
+    account = (request.form.get("AccountSid") or "").strip()
+    expected = settings().twilio_account_sid
+    return bool(account and expected and account != expected)
+
+
 def twilio_webhook(view: F) -> F:
-    """Refuse (403) any request not signed by our Twilio account for this exact URL."""
+    """Refuse (403) any request not signed by our Twilio account for this exact URL.
+
+    Rules: a request signed with our token but naming another AccountSid is refused the same
+    way on every webhook (403): it is not ours to store or to answer.
+    """
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not signature_is_valid():
             log.warning("refused unsigned or wrongly signed request to %s", request.path)
+            abort(403)
+        if foreign_account():
+            log.warning("refused a signed request to %s about another account", request.path)
             abort(403)
         return view(*args, **kwargs)
 

@@ -19,7 +19,7 @@ from callcenter import phones
 from callcenter.calls import outcomes
 from callcenter.db import transaction
 from callcenter.runtime import Runtime
-from webhooks import twiml
+from webhooks import paths
 from webhooks.security import twilio_webhook
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,7 @@ RETRY_PAUSE_SECONDS = 0.05
 
 
 def _runtime() -> Runtime:
-    runtime: Runtime = current_app.extensions["callcenter.runtime"]
-    return runtime
+    return Runtime.of(current_app)
 
 
 def _plain(text: str, status: int) -> Response:
@@ -61,7 +60,7 @@ def _transient(exc: DBAPIError) -> bool:
     return code in ("40P01", "40001") or "database is locked" in str(exc.orig)
 
 
-@bp.post(twiml.STATUS)
+@bp.post(paths.STATUS)
 @twilio_webhook
 def status() -> Response:
     """Store one call progress event and fold it into the call's outcome."""
@@ -70,10 +69,6 @@ def status() -> Response:
         event = outcomes.status_event(form)
     except outcomes.BadEvent as exc:
         return _plain(str(exc), 400)
-    account = form.get("AccountSid")
-    expected = _runtime().settings.twilio_account_sid
-    if account and expected and account != expected:
-        return _plain("AccountSid is not this account", 400)
     runtime = _runtime()
 
     def work() -> str:

@@ -14,15 +14,9 @@ from twilio.twiml.voice_response import Gather, VoiceResponse
 from callcenter.calls import speech
 from callcenter.calls.routing import Leg
 from callcenter.settings import Settings
+from webhooks.paths import CALLBACK_REQUEST, DIAL_COMPLETE, RECORDING_STATUS, STATUS, WHISPER
 
 LATVIAN = "lv-LV"
-VOICE = "/twilio/voice"
-FALLBACK = "/twilio/voice/fallback"
-DIAL_COMPLETE = "/twilio/voice/dial-complete"
-STATUS = "/twilio/voice/status"
-WHISPER = "/twilio/voice/whisper"
-CALLBACK_REQUEST = "/twilio/voice/callback-request"
-RECORDING_STATUS = "/twilio/recording-status"
 
 # Twilio writes attribute values with str(): event lists go as space-separated strings.
 RECORDING_EVENTS = "completed absent"

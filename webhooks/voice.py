@@ -22,7 +22,7 @@ from callcenter.calls import intake as calls
 from callcenter.db import transaction
 from callcenter.runtime import Runtime
 from callcenter.settings import Settings
-from webhooks import twiml
+from webhooks import paths, twiml
 from webhooks.security import MissingField, require, twilio_webhook
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ bp = Blueprint("voice", __name__)
 
 
 def _runtime() -> Runtime:
-    return current_app.extensions["callcenter.runtime"]
+    return Runtime.of(current_app)
 
 
 def _xml(response: VoiceResponse | bytes) -> Response:
@@ -78,14 +78,7 @@ def _whisper_fallback() -> VoiceResponse:
     return twiml.whisper_prompt(_runtime().settings, speech.WHISPER_UNKNOWN)
 
 
-def _check_account(settings: Settings) -> None:
-    account = request.form.get("AccountSid")
-    expected = settings.twilio_account_sid
-    if account and expected and account != expected:
-        raise MissingField(["AccountSid (not this account)"])
-
-
-@bp.post(twiml.VOICE)
+@bp.post(paths.VOICE)
 @voice_route
 @twilio_webhook
 def voice() -> bytes:
@@ -93,7 +86,6 @@ def voice() -> bytes:
     form = require(request.form, "CallSid", "From", "To")
     runtime = _runtime()
     settings = runtime.settings
-    _check_account(settings)
     # This thread's kept connection, not an ORM session: this is the path every call takes.
     with runtime.pinned.transaction() as cursor:
         decision = calls.start_call(
@@ -135,7 +127,7 @@ def _render(settings: Settings, answer: calls.Answer, *, first_contact: bool) ->
     return twiml.callback_offer(settings, answer.message, caller_withheld=answer.caller_withheld)
 
 
-@bp.post(twiml.FALLBACK)
+@bp.post(paths.FALLBACK)
 @voice_route
 @twilio_webhook
 def fallback() -> VoiceResponse:
@@ -143,7 +135,7 @@ def fallback() -> VoiceResponse:
     return twiml.fallback(_runtime().settings, apology=True)
 
 
-@bp.post(twiml.DIAL_COMPLETE)
+@bp.post(paths.DIAL_COMPLETE)
 @voice_route
 @twilio_webhook
 def dial_complete() -> VoiceResponse:
@@ -173,7 +165,7 @@ def dial_complete() -> VoiceResponse:
     return _render(runtime.settings, answer, first_contact=False)
 
 
-@bp.post(twiml.WHISPER)
+@bp.post(paths.WHISPER)
 @_twiml_route(_whisper_fallback)
 @twilio_webhook
 def whisper() -> VoiceResponse:
@@ -200,7 +192,7 @@ def whisper() -> VoiceResponse:
     return twiml.whisper_prompt(settings, for_name)
 
 
-@bp.post(twiml.CALLBACK_REQUEST)
+@bp.post(paths.CALLBACK_REQUEST)
 @voice_route
 @twilio_webhook
 def callback_request() -> VoiceResponse:

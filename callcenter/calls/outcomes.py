@@ -38,8 +38,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, cast
 
 from sqlalchemy import Table, bindparam, select, update
@@ -55,6 +54,7 @@ from callcenter.db import is_postgres
 from callcenter.directory.models import Staff
 from callcenter.directory.snapshot import DirectoryCache
 from callcenter.settings import Settings
+from callcenter.twilio_values import parse_twilio_time
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,7 @@ def status_event(form: Mapping[str, str]) -> Event:
     status = _field(form, "CallStatus", MAX_STATUS).lower()
     # A retry repeats the SequenceNumber; without one, a leg reports each status once.
     sequence = (form.get("SequenceNumber") or "").strip()[:12] or "-"
+    _checked_time(form)
     return Event(STATUS, sid, status, f"status:{sid}:{status}:{sequence}", dict(form))
 
 
@@ -143,9 +144,20 @@ def dial_event(form: Mapping[str, str], step: int) -> Event:
         # nobody answered, so the call moves on (the raw form is kept in the payload).
         status = "no-answer"
     dial_sid = (form.get("DialCallSid") or "").strip()[:MAX_SID]
+    _checked_time(form)
     # Each dial has its own child leg; without it, the step being dialled tells dials apart.
     which = dial_sid or f"step{step}"
     return Event(DIAL, sid, status, f"dial:{sid}:{which}:{status}", dict(form))
+
+
+def _checked_time(form: Mapping[str, str]) -> None:
+    """Refuse an event whose Timestamp is there but is no time (the same 400 on every route)."""
+    raw = (form.get("Timestamp") or "").strip()
+    if raw:
+        try:
+            parse_twilio_time(raw)
+        except ValueError:
+            raise BadEvent(f"Timestamp is not a time: {raw[:40]!r}") from None
 
 
 def event_time(payload: Mapping[str, Any], fallback: datetime) -> datetime:
@@ -153,18 +165,11 @@ def event_time(payload: Mapping[str, Any], fallback: datetime) -> datetime:
     raw = str(payload.get("Timestamp") or "").strip()
     if not raw:
         return fallback
-    parsed: datetime | None
     try:
-        parsed = parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError):
-        try:
-            parsed = datetime.fromisoformat(raw)
-        except ValueError:
-            return fallback
-    if parsed.tzinfo is None:
-        # RFC 2822's "-0000" means UTC with no claim about the local zone.
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+        return parse_twilio_time(raw)
+    except ValueError:
+        # Stored before times were checked on arrival: the time we received it stands in.
+        return fallback
 
 
 def _seconds(payload: Mapping[str, Any], name: str) -> int | None:

@@ -325,10 +325,30 @@ def test_signature_and_required_fields(
 
 
 @pytest.mark.parametrize(
+    "timestamp",
+    ["not a date", "Mon, 99 Foo 2026 99:99:99 +0000", "9999-12-31T23:00:00-05:00"],
+)
+@pytest.mark.parametrize("route", ["/twilio/voice/status", "/twilio/voice/dial-complete"])
+def test_a_timestamp_that_is_no_time_is_a_400_on_every_call_webhook(
+    phone: Phone, twilio_post: TwilioPost, session: Session, timestamp: str, route: str
+) -> None:
+    call = phone()
+    call.start()
+    if route.endswith("dial-complete"):
+        form = {**call.dial_form("completed", dial_sid=sid(), duration=10), "Timestamp": timestamp}
+    else:
+        form = {**call.leg_form(sid(), ANDRIS, "completed"), "Timestamp": timestamp}
+    response = twilio_post(route, form)
+    assert response.status_code == 400
+    assert "Timestamp" in response.get_data(as_text=True)
+    # Refused, not half-stored: the call has no event from it.
+    assert load_call(session, call.call_sid).outcome == "in-progress"
+
+
+@pytest.mark.parametrize(
     "extra",
     [
-        {"Timestamp": "not a date"},
-        {"CallDuration": "-5", "Timestamp": "Mon, 99 Foo 2026 99:99:99 +0000"},
+        {"CallDuration": "-5"},
         {"SequenceNumber": "x" * 500},
         {"CallStatus": "exploded"},
         {"ParentCallSid": "CA" + "f" * 32},

@@ -1,0 +1,10 @@
+"""Every path Twilio is told to call, written once: the routes and the TwiML that names them."""
+
+VOICE = "/twilio/voice"
+FALLBACK = "/twilio/voice/fallback"
+DIAL_COMPLETE = "/twilio/voice/dial-complete"
+STATUS = "/twilio/voice/status"
+WHISPER = "/twilio/voice/whisper"
+CALLBACK_REQUEST = "/twilio/voice/callback-request"
+RECORDING_STATUS = "/twilio/recording-status"
+HEALTH = "/healthz"
