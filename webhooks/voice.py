@@ -13,12 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
+from flask.blueprints import BlueprintSetupState
 from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.exceptions import HTTPException
 
 from callcenter import phones
 from callcenter.calls import callbacks, outcomes, speech
 from callcenter.calls import intake as calls
+from callcenter.calls.fastpath import VoicePath
 from callcenter.db import transaction
 from callcenter.runtime import Runtime
 from callcenter.settings import Settings
@@ -32,6 +34,27 @@ bp = Blueprint("voice", __name__)
 
 def _runtime() -> Runtime:
     return Runtime.of(current_app)
+
+
+# Where the app keeps this process's fast path for /twilio/voice.
+_VOICE_PATH = "callcenter.voice_path"
+
+
+@bp.record_once
+def _keep_voice_path(state: BlueprintSetupState) -> None:
+    runtime = Runtime.of(state.app)
+
+    def render(settings: Settings, answer: calls.Answer) -> bytes:
+        return str(_render(settings, answer, first_contact=True)).encode()
+
+    state.app.extensions[_VOICE_PATH] = VoicePath(
+        lambda: runtime.settings, runtime.directory, runtime.engine, render
+    )
+
+
+def _voice_path() -> VoicePath:
+    path: VoicePath = current_app.extensions[_VOICE_PATH]
+    return path
 
 
 def _xml(response: VoiceResponse | bytes) -> Response:
@@ -85,14 +108,10 @@ def voice() -> bytes:
     """A call arrives: the notice, then the dial; or the hours and a callback offer."""
     form = require(request.form, "CallSid", "From", "To")
     runtime = _runtime()
-    settings = runtime.settings
     # This thread's kept connection, not an ORM session: this is the path every call takes.
     with runtime.pinned.transaction() as cursor:
-        decision = calls.start_call(
+        started = _voice_path().start_call(
             cursor,
-            runtime.engine,
-            settings,
-            runtime.directory,
             call_sid=form["CallSid"],
             from_number=form["From"],
             to_number=form["To"],
@@ -104,14 +123,9 @@ def voice() -> bytes:
             "call %s from %s: %s",
             form["CallSid"],
             phones.mask(form["From"]),
-            decision.answer.kind,
+            started.decision.answer.kind,
         )
-    # A decision kept in the snapshot renders the same every time: render it once.
-    body = decision.rendered.get("voice")
-    if body is None:
-        body = str(_render(settings, decision.answer, first_contact=True)).encode()
-        decision.rendered["voice"] = body
-    return body
+    return started.body
 
 
 def _render(settings: Settings, answer: calls.Answer, *, first_contact: bool) -> VoiceResponse:

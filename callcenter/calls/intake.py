@@ -6,15 +6,12 @@ wrote the first time and gets the same answer; it never makes a second row.
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-from sqlalchemy import Engine, Table, select
-from sqlalchemy.engine import Dialect
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from callcenter import phones
@@ -87,7 +84,7 @@ class CallState:
         )
 
 
-def _answer_for(directory: Directory, state: CallState) -> Answer:
+def answer_for(directory: Directory, state: CallState) -> Answer:
     withheld = phones.is_withheld(state.from_number)
     line = directory.lines.get(state.to_number)
     if not state.line_known or line is None:
@@ -117,14 +114,6 @@ class Decision:
     line: LineInfo | None
     columns: dict[str, Any]
     answer: Answer
-    # The columns as bound parameters, per dialect: a memoized decision is processed once.
-    _params: dict[str, tuple[Any, ...]] = field(default_factory=dict, repr=False, compare=False)
-    # What the answer renders to, kept by the renderer (the webhook) on the same terms.
-    rendered: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
-
-
-# A snapshot keeps at most this many decisions (lines x absences in force x dates: a handful).
-DECISIONS_KEPT = 1024
 
 
 def decide(
@@ -132,12 +121,13 @@ def decide(
 ) -> Decision:
     """Decide a call: the plan and notice on an open line, else the hours or the fallback.
 
-    An open line's decision changes only with the absences in force and the local date (the
-    announced changes are the coming days'), so it is kept in the snapshot under those.
+    Rules: an open line's decision depends only on the line, whether the caller is withheld,
+    the absences in force and the local date (the announced changes are the coming days'):
+    `decision_key` names exactly that, so that a caller may keep decisions under it.
     """
     line = directory.lines.get(to_number)
     if line is None:
-        columns = _columns(
+        columns = row_columns(
             routing_note="no line configured for this number",
             # The fallback answer plays the notice before dialling the fallback number; with
             # no fallback number it only apologises, and no notice is served.
@@ -146,7 +136,7 @@ def decide(
         return _decision(directory, None, columns, to_number, from_number, now)
     hours = directory.hours_for(line.hours)
     if not hours.is_open(now):
-        columns = _columns(
+        columns = row_columns(
             line_id=line.id,
             intended=intended_for(directory, line),
             after_hours=True,
@@ -154,26 +144,31 @@ def decide(
             routing_note="outside working hours",
         )
         return _decision(directory, line, columns, to_number, from_number, now)
+    plan = plan_for_line(directory, line, now)
+    columns = row_columns(
+        line_id=line.id,
+        intended=plan.intended,
+        plan=plan.to_json(),
+        routing_note="; ".join(plan.notes) or None,
+        notice=notice_label(settings) if plan.steps else None,
+    )
+    return _decision(directory, line, columns, to_number, from_number, now)
+
+
+def decision_key(directory: Directory, to_number: str, from_number: str, now: datetime) -> Any:
+    """Name what an open line's decision depends on; None when it must be decided afresh."""
+    line = directory.lines.get(to_number)
+    if line is None:
+        return None
+    hours = directory.hours_for(line.hours)
+    if not hours.is_open(now):
+        return None
     withheld = phones.is_withheld(from_number)
-    key = (line.number, withheld, directory.in_force(now), hours.local(now).date())
-    found = directory.decisions.get(key)
-    if found is None:
-        plan = plan_for_line(directory, line, now)
-        columns = _columns(
-            line_id=line.id,
-            intended=plan.intended,
-            plan=plan.to_json(),
-            routing_note="; ".join(plan.notes) or None,
-            notice=notice_label(settings) if plan.steps else None,
-        )
-        found = _decision(directory, line, columns, to_number, from_number, now)
-        if len(directory.decisions) >= DECISIONS_KEPT:
-            directory.decisions.clear()
-        directory.decisions[key] = found
-    return found
+    return (line.number, withheld, directory.in_force(now), hours.local(now).date())
 
 
-def _columns(**columns: Any) -> dict[str, Any]:
+def row_columns(**columns: Any) -> dict[str, Any]:
+    """The routing columns of a call row, defaults first; a decision sets some of them."""
     return {
         "line_id": None,
         "plan": [],
@@ -199,135 +194,7 @@ def _decision(
     state = CallState(
         to_number, from_number, line is not None, columns["after_hours"], columns["plan"], 0, now
     )
-    return Decision(line, columns, _answer_for(directory, state))
-
-
-_CALLS = cast(Table, Call.__table__)
-# The call row as the voice webhook writes it: what the call is, then how it was decided.
-_CALL_COLUMNS = ("call_sid", "from_number", "to_number", "started_at", "updated_at")
-_FIXED = {"status": "ringing", "step": 0, "as_substitute": False}
-_DECISION_COLUMNS = (*_FIXED, *_columns())
-
-
-class _CallInsert:
-    """The call row's INSERT, prepared once per dialect and run on the DB-API cursor.
-
-    Every call takes this path, and SQLAlchemy's statement machinery costs more than the
-    database's own work here (the voice benchmark measures it). Values go through the columns'
-    own bind processors, so the row is stored exactly as the ORM would store it; a memoized
-    decision's columns are processed once. The statement also returns the directory version,
-    which saves a second statement: the plan is made from the snapshot first, and made again
-    in the rare case that the directory moved.
-    """
-
-    def __init__(self, dialect: Dialect) -> None:
-        self.dialect = dialect.name
-        mark = "?" if dialect.paramstyle == "qmark" else "%s"
-
-        def processor(name: str) -> Callable[[Any], Any]:
-            found = _CALLS.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            return found or (lambda value: value)
-
-        self.process_time = processor("started_at")
-        self.decision_processors = [processor(name) for name in _DECISION_COLUMNS]
-        columns = ", ".join((*_CALL_COLUMNS, *_DECISION_COLUMNS))
-        count = len(_CALL_COLUMNS) + len(_DECISION_COLUMNS)
-        # Built from the constant column names above; values are always bound parameters.
-        self.sql = (
-            f"INSERT INTO calls ({columns}) "  # noqa: S608
-            f"VALUES ({', '.join(mark for _ in range(count))}) "
-            "ON CONFLICT (call_sid) DO NOTHING "
-            "RETURNING id, (SELECT version FROM directory_version WHERE id = 1)"
-        )
-        self.undo_sql = f"DELETE FROM calls WHERE id = {mark}"  # noqa: S608
-
-    def _decision_params(self, decision: Decision) -> tuple[Any, ...]:
-        params = decision._params.get(self.dialect)
-        if params is None:
-            values = {**_FIXED, **decision.columns}
-            params = tuple(
-                process(values[name])
-                for name, process in zip(_DECISION_COLUMNS, self.decision_processors, strict=True)
-            )
-            decision._params[self.dialect] = params
-        return params
-
-    def run(
-        self,
-        cursor: Any,
-        call_sid: str,
-        from_number: str,
-        to_number: str,
-        now: datetime,
-        decision: Decision,
-    ) -> tuple[int, int | None] | None:
-        """Insert unless the CallSid exists; return (id, directory version), or None."""
-        at = self.process_time(now)  # started_at and updated_at: the same instant
-        cursor.execute(
-            self.sql, (call_sid, from_number, to_number, at, at, *self._decision_params(decision))
-        )
-        row = cursor.fetchone()
-        return None if row is None else (row[0], row[1])
-
-
-@functools.cache
-def _call_insert(dialect: Dialect) -> _CallInsert:
-    return _CallInsert(dialect)
-
-
-# Times the directory may move under one call before the latest plan is kept regardless.
-_ATTEMPTS = 3
-
-
-def start_call(
-    cursor: Any,
-    engine: Engine,
-    settings: Settings,
-    cache: DirectoryCache,
-    *,
-    call_sid: str,
-    from_number: str,
-    to_number: str,
-    now: datetime,
-) -> Decision:
-    """Route an incoming call and record it; a retry of the same CallSid answers the same.
-
-    `cursor` is a DB-API cursor in the caller's transaction, which the caller commits. The
-    common path is one statement on it: insert the row decided from the process's snapshot,
-    returning the directory version; if the directory moved meanwhile, decide again. The
-    rare reads (a stale snapshot, a retried webhook) use a connection of their own.
-    """
-    insert = _call_insert(engine.dialect)
-    directory = cache.peek(now) or _reload(engine, cache, now)
-    for attempt in range(_ATTEMPTS):
-        # The answer is ready before the INSERT: from the INSERT on, this transaction holds
-        # SQLite's one write lock, and the caller commits as soon as this returns.
-        decision = decide(directory, settings, to_number, from_number, now)
-        inserted = insert.run(cursor, call_sid, from_number, to_number, now, decision)
-        if inserted is None:
-            # A retried webhook: answer from the row written the first time.
-            with Session(engine) as session:
-                existing = find_call(session, call_sid)
-                assert existing is not None
-                answer = _answer_for(cache.get(session.connection(), now), CallState.of(existing))
-                # Only the answer is used (and rendered) for a retry: nothing more is written.
-                return Decision(None, {}, answer)
-        row_id, version = inserted
-        # No version row at all: the snapshot was read for this very call (see peek).
-        current = version == directory.version or (version is None and directory.version < 0)
-        if current or attempt == _ATTEMPTS - 1:
-            break
-        # The directory changed since the snapshot was taken: undo, read it, decide again.
-        cursor.execute(insert.undo_sql, (row_id,))
-        directory = _reload(engine, cache, now)
-    if decision.line is None:
-        log.warning("call %s to unconfigured number %s", call_sid, phones.mask(to_number))
-    return decision
-
-
-def _reload(engine: Engine, cache: DirectoryCache, now: datetime) -> Directory:
-    with engine.connect() as connection:
-        return cache.get(connection, now)
+    return Decision(line, columns, answer_for(directory, state))
 
 
 def next_step(
@@ -344,7 +211,7 @@ def next_step(
     if call.step < len(steps) and call.notice is None:
         # Never connect anyone before the notice: a row without one is not ours to dial.
         call.step = len(steps)
-    return _answer_for(cache.get(session.connection(), now), CallState.of(call))
+    return answer_for(cache.get(session.connection(), now), CallState.of(call))
 
 
 def find_call(session: Session, call_sid: str) -> Call | None:

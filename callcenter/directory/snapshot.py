@@ -91,8 +91,6 @@ class Directory:
     settings: Settings = field(repr=False)
     # Working hours per spec, built on first use: a snapshot's calendar never changes.
     _hours: dict[str, WorkingHours] = field(default_factory=dict, repr=False, compare=False)
-    # Decisions of calls.decide, kept for the snapshot's life (it owns their inputs).
-    decisions: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def covers(self, at: datetime) -> bool:
         return self.loaded_for - PAST_MARGIN <= at <= self.loaded_for + FRESH_FOR

@@ -1,0 +1,225 @@
+"""The path every call takes, kept fast: one module that owns all of its caches.
+
+`/twilio/voice` answers every call, and the service's own work there is measured against a
+bare Flask app (benchmarks/voice_throughput.py). The domain decides a call from plain,
+immutable values (`intake.decide`); this module keeps what is costly to redo and safe to keep:
+
+- the directory snapshot (`DirectoryCache`, checked by one number per call);
+- decisions, per snapshot, under exactly what they depend on (`intake.decision_key`);
+- each kept decision's columns as bound parameters, per dialect;
+- each kept decision's rendered answer (TwiML bytes, from the renderer the webhook gives);
+- the call row's INSERT, prepared once per dialect and run on the DB-API cursor.
+
+Nothing here changes what a caller hears or what is stored: a kept decision is the one
+`decide` would make again, and it is dropped with the snapshot it came from.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Engine, Table
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Session
+
+from callcenter import phones
+from callcenter.calls.intake import (
+    Answer,
+    CallState,
+    Decision,
+    answer_for,
+    decide,
+    decision_key,
+    find_call,
+    row_columns,
+)
+from callcenter.calls.models import Call
+from callcenter.directory.snapshot import Directory, DirectoryCache
+from callcenter.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_CALLS = cast(Table, Call.__table__)
+# The call row as the voice webhook writes it: what the call is, then how it was decided.
+_CALL_COLUMNS = ("call_sid", "from_number", "to_number", "started_at", "updated_at")
+_FIXED = {"status": "ringing", "step": 0, "as_substitute": False}
+_DECISION_COLUMNS = (*_FIXED, *row_columns())
+
+# At most this many decisions are kept (lines x absences in force x dates: a handful).
+DECISIONS_KEPT = 1024
+# Times the directory may move under one call before the latest plan is kept regardless.
+_ATTEMPTS = 3
+
+
+class _CallInsert:
+    """The call row's INSERT, prepared once per dialect and run on the DB-API cursor.
+
+    SQLAlchemy's statement machinery costs more than the database's own work here (the voice
+    benchmark measures it). Values go through the columns' own bind processors, so the row is
+    stored exactly as the ORM would store it. The statement also returns the directory
+    version, which saves a second statement: the plan is made from the snapshot first, and
+    made again in the rare case that the directory moved.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect.name
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+
+        def processor(name: str) -> Callable[[Any], Any]:
+            found = _CALLS.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            return found or (lambda value: value)
+
+        self.process_time = processor("started_at")
+        self.decision_processors = [processor(name) for name in _DECISION_COLUMNS]
+        columns = ", ".join((*_CALL_COLUMNS, *_DECISION_COLUMNS))
+        count = len(_CALL_COLUMNS) + len(_DECISION_COLUMNS)
+        # Built from the constant column names above; values are always bound parameters.
+        self.sql = (
+            f"INSERT INTO calls ({columns}) "  # noqa: S608
+            f"VALUES ({', '.join(mark for _ in range(count))}) "
+            "ON CONFLICT (call_sid) DO NOTHING "
+            "RETURNING id, (SELECT version FROM directory_version WHERE id = 1)"
+        )
+        self.undo_sql = f"DELETE FROM calls WHERE id = {mark}"  # noqa: S608
+
+    def decision_params(self, decision: Decision) -> tuple[Any, ...]:
+        values = {**_FIXED, **decision.columns}
+        return tuple(
+            process(values[name])
+            for name, process in zip(_DECISION_COLUMNS, self.decision_processors, strict=True)
+        )
+
+    def run(
+        self,
+        cursor: Any,
+        call_sid: str,
+        from_number: str,
+        to_number: str,
+        now: datetime,
+        params: tuple[Any, ...],
+    ) -> tuple[int, int | None] | None:
+        """Insert unless the CallSid exists; return (id, directory version), or None."""
+        at = self.process_time(now)  # started_at and updated_at: the same instant
+        cursor.execute(self.sql, (call_sid, from_number, to_number, at, at, *params))
+        row = cursor.fetchone()
+        return None if row is None else (row[0], row[1])
+
+
+@dataclass
+class _Kept:
+    """A decision kept for the life of its snapshot, with what it costs to redo."""
+
+    snapshot: Directory
+    settings: Settings
+    decision: Decision
+    params: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    body: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Started:
+    """A call as the voice route answers it: the decision and its rendered TwiML."""
+
+    decision: Decision
+    body: bytes
+
+
+class VoicePath:
+    """The voice route's fast path for one process: the snapshot, kept decisions, the INSERT."""
+
+    def __init__(
+        self,
+        settings: Callable[[], Settings],
+        cache: DirectoryCache,
+        engine: Engine,
+        render: Callable[[Settings, Answer], bytes],
+    ) -> None:
+        # Read per call: settings are fixed in production, but tests replace them.
+        self.settings = settings
+        self.cache = cache
+        self.engine = engine
+        self.render = render
+        self._insert = _CallInsert(engine.dialect)
+        self._kept: dict[Any, _Kept] = {}
+        self._lock = threading.Lock()
+
+    def _decide(
+        self, directory: Directory, to_number: str, from_number: str, now: datetime
+    ) -> _Kept:
+        settings = self.settings()
+        key = decision_key(directory, to_number, from_number, now)
+        if key is not None:
+            kept = self._kept.get(key)
+            # A decision from an older snapshot is never used: it may route to the old plan.
+            if kept is not None and kept.snapshot is directory and kept.settings is settings:
+                return kept
+        fresh = _Kept(directory, settings, decide(directory, settings, to_number, from_number, now))
+        if key is not None:
+            with self._lock:
+                if len(self._kept) >= DECISIONS_KEPT:
+                    self._kept.clear()
+                self._kept[key] = fresh
+        return fresh
+
+    def _params(self, kept: _Kept) -> tuple[Any, ...]:
+        params = kept.params.get(self._insert.dialect)
+        if params is None:
+            params = kept.params[self._insert.dialect] = self._insert.decision_params(kept.decision)
+        return params
+
+    def _body(self, kept: _Kept) -> bytes:
+        if kept.body is None:
+            kept.body = self.render(kept.settings, kept.decision.answer)
+        return kept.body
+
+    def start_call(
+        self, cursor: Any, *, call_sid: str, from_number: str, to_number: str, now: datetime
+    ) -> Started:
+        """Route an incoming call and record it; a retry of the same CallSid answers the same.
+
+        `cursor` is a DB-API cursor in the caller's transaction, which the caller commits. The
+        common path is one statement on it: insert the row decided from the process's
+        snapshot, returning the directory version; if the directory moved meanwhile, decide
+        again. The rare reads (a stale snapshot, a retried webhook) use a connection of their
+        own.
+        """
+        directory = self.cache.peek(now) or self._reload(now)
+        for attempt in range(_ATTEMPTS):
+            # The answer is ready before the INSERT: from the INSERT on, this transaction
+            # holds SQLite's one write lock, and the caller commits as soon as this returns.
+            kept = self._decide(directory, to_number, from_number, now)
+            inserted = self._insert.run(
+                cursor, call_sid, from_number, to_number, now, self._params(kept)
+            )
+            if inserted is None:
+                return self._retried(call_sid, now)
+            row_id, version = inserted
+            # No version row at all: the snapshot was read for this very call (see peek).
+            current = version == directory.version or (version is None and directory.version < 0)
+            if current or attempt == _ATTEMPTS - 1:
+                break
+            # The directory changed since the snapshot was taken: undo, read it, decide again.
+            cursor.execute(self._insert.undo_sql, (row_id,))
+            directory = self._reload(now)
+        if kept.decision.line is None:
+            log.warning("call %s to unconfigured number %s", call_sid, phones.mask(to_number))
+        return Started(kept.decision, self._body(kept))
+
+    def _retried(self, call_sid: str, now: datetime) -> Started:
+        # A retried webhook: answer from the row written the first time; nothing more is
+        # written, and nothing is kept.
+        with Session(self.engine) as session:
+            existing = find_call(session, call_sid)
+            assert existing is not None
+            directory = self.cache.get(session.connection(), now)
+            answer = answer_for(directory, CallState.of(existing))
+        return Started(Decision(None, {}, answer), self.render(self.settings(), answer))
+
+    def _reload(self, now: datetime) -> Directory:
+        with self.engine.connect() as connection:
+            return self.cache.get(connection, now)
