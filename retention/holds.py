@@ -16,8 +16,9 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from callcenter.audit import log as retention_log
+from callcenter.audit.events import RetentionEvent
 from callcenter.recordings.models import LegalHold, Recording
-from retention.sweep import CLAIM_PREFIX
+from callcenter.recordings.states import ClaimKind
 
 # Reasons and actors go into the retention log, which is kept for audit far longer than audio.
 MAX_REASON_CHARS = 1_000
@@ -94,8 +95,8 @@ def place(
             Recording.deleted_at.is_(None),
             Recording.on_hold.is_(False),
             or_(
-                Recording.claimed_by.is_(None),
-                Recording.claimed_by.not_like(CLAIM_PREFIX + "%"),
+                Recording.claim_kind.is_(None),
+                Recording.claim_kind != ClaimKind.SWEEP,
                 Recording.claimed_until <= now,
             ),
         )
@@ -114,7 +115,7 @@ def place(
     session.flush()
     retention_log.append(
         session,
-        "hold_placed",
+        RetentionEvent.HOLD_PLACED,
         now=now,
         recording_sid=recording_sid,
         actor=actor,
@@ -154,7 +155,7 @@ def release(
     session.flush()
     retention_log.append(
         session,
-        "hold_released",
+        RetentionEvent.HOLD_RELEASED,
         now=now,
         recording_sid=recording_sid,
         actor=actor,

@@ -47,9 +47,11 @@ from sqlalchemy.orm import Session
 
 from callcenter import leases
 from callcenter.audit import log as retention_log
+from callcenter.audit.events import RetentionEvent
 from callcenter.db import is_postgres, transaction
 from callcenter.recordings.models import Recording
 from callcenter.recordings.policy import media_key
+from callcenter.recordings.states import ClaimKind, RecordingStatus
 from callcenter.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,6 @@ SWEEP_LEASE = "retention-sweep"
 # A claim on a recording covers its deletion: long enough for a batch of slow Twilio calls,
 # short enough that a crashed sweep's claims have expired by the next daily run.
 CLAIM_TTL = timedelta(hours=1)
-CLAIM_PREFIX = "retention-sweep:"
 # Session-level advisory lock key on PostgreSQL ("RSWP"): a second guard beside the lease.
 SWEEP_ADVISORY_LOCK_KEY = 0x52535750
 # Error texts kept in the log are cut here; the full error goes to the process log.
@@ -232,7 +233,8 @@ def sweep(
         return report
 
     clock = _Clock(now)
-    holder = leases.holder_id(CLAIM_PREFIX.rstrip(":"))
+    # The holder id names the sweep for people reading the table; rules ask claim_kind.
+    holder = leases.holder_id(ClaimKind.SWEEP)
     with _exclusive(runtime, holder, clock) as ours:
         if not ours:
             report.refused = True
@@ -241,7 +243,7 @@ def sweep(
         with transaction(runtime.sessions) as session:
             retention_log.append(
                 session,
-                "sweep_started",
+                RetentionEvent.SWEEP_STARTED,
                 now=clock(),
                 actor=ACTOR,
                 details={"due_before": now.isoformat(), "batch_size": batch_size},
@@ -262,7 +264,7 @@ def sweep(
             with transaction(runtime.sessions) as session:
                 retention_log.append(
                     session,
-                    "sweep_finished",
+                    RetentionEvent.SWEEP_FINISHED,
                     now=clock(),
                     actor=ACTOR,
                     details={**report.counts(), "stopped": report.stopped},
@@ -343,7 +345,7 @@ def _claim(
                 Recording.on_hold.is_(False),
                 or_(Recording.claimed_until.is_(None), Recording.claimed_until <= at),
             )
-            .values(claimed_by=holder, claimed_until=at + CLAIM_TTL)
+            .values(claimed_by=holder, claim_kind=ClaimKind.SWEEP, claimed_until=at + CLAIM_TTL)
             .execution_options(synchronize_session=False)
         )
         # Re-read the rows as claimed: a hold or an ingestion may have changed them since.
@@ -427,6 +429,7 @@ def _finalise(
             values: dict[str, Any] = {
                 "last_error": error,
                 "claimed_by": None,
+                "claim_kind": None,
                 "claimed_until": None,
             }
             if outcome.provider_deleted_now:
@@ -435,7 +438,7 @@ def _finalise(
                 values["provider_deleted_at"] = at
                 new_entries.append(
                     retention_log.NewEntry(
-                        "provider_copy_deleted",
+                        RetentionEvent.PROVIDER_COPY_DELETED,
                         at,
                         row.recording_sid,
                         ACTOR,
@@ -450,7 +453,7 @@ def _finalise(
             )
             new_entries.append(
                 retention_log.NewEntry(
-                    "delete_failed",
+                    RetentionEvent.DELETE_FAILED,
                     at,
                     row.recording_sid,
                     ACTOR,
@@ -471,11 +474,12 @@ def _finalise(
                         Recording.deleted_at.is_(None),
                     )
                     .values(
-                        status="deleted",
+                        status=RecordingStatus.DELETED,
                         deleted_at=at,
                         # Every copy is gone, Twilio's included, whether now or earlier.
                         provider_deleted_at=func.coalesce(Recording.provider_deleted_at, at),
                         claimed_by=None,
+                        claim_kind=None,
                         claimed_until=None,
                         last_error=None,
                     )
@@ -491,7 +495,7 @@ def _finalise(
                 continue
             new_entries.append(
                 retention_log.NewEntry(
-                    "deleted",
+                    RetentionEvent.DELETED,
                     at,
                     row.recording_sid,
                     ACTOR,

@@ -27,9 +27,11 @@ from sqlalchemy.orm import Session, aliased
 
 from callcenter.adapters.storage import Storage
 from callcenter.audit import log as retention_log
+from callcenter.audit.events import RetentionEvent
 from callcenter.audit.models import RetentionEntry
 from callcenter.recordings.models import Recording
 from callcenter.recordings.policy import media_key
+from callcenter.recordings.states import RecordingStatus
 
 # The contract: "everything due is gone within 24 hours". The sweep runs daily, so a recording
 # a few hours past due is normal; one kept longer than this is a broken promise.
@@ -158,7 +160,9 @@ def _logged_stored(session: Session, sids: list[str]) -> dict[str, dict[str, Any
     found: dict[str, dict[str, Any]] = {}
     for sid, details in session.execute(
         select(RetentionEntry.recording_sid, RetentionEntry.details)
-        .where(RetentionEntry.event == "stored", RetentionEntry.recording_sid.in_(sids))
+        .where(
+            RetentionEntry.event == RetentionEvent.STORED, RetentionEntry.recording_sid.in_(sids)
+        )
         .order_by(RetentionEntry.seq)
     ):
         found[str(sid)] = details or {}
@@ -173,7 +177,7 @@ def check_stored(
     The object is compared with the checksum in the hash-chained log, not only with the row:
     a row can be edited, the log cannot without breaking the chain.
     """
-    for page in _recording_pages(session, status="stored", sample=sample):
+    for page in _recording_pages(session, status=RecordingStatus.STORED, sample=sample):
         logged = {
             sid: details.get("sha256")
             for sid, details in _logged_stored(session, [row[0] for row in page]).items()
@@ -209,7 +213,7 @@ def check_deleted_objects(
     A recording deleted without ever being marked stored is checked at the key its audio
     would have had, so an upload that escaped the row is found too.
     """
-    for page in _recording_pages(session, status="deleted", sample=sample):
+    for page in _recording_pages(session, status=RecordingStatus.DELETED, sample=sample):
         logged = _logged_stored(session, [row[0] for row in page])
         for sid, key, _size, _sha, started_at in page:
             summary.deleted_checked += 1
@@ -238,7 +242,7 @@ def check_logged_kept(session: Session, storage: Storage) -> Iterator[Mismatch]:
     """
     later_deleted = exists().where(
         Deleted.recording_sid == RetentionEntry.recording_sid,
-        Deleted.event == "deleted",
+        Deleted.event == RetentionEvent.DELETED,
         Deleted.seq > RetentionEntry.seq,
     )
     query = (
@@ -246,9 +250,9 @@ def check_logged_kept(session: Session, storage: Storage) -> Iterator[Mismatch]:
                Recording.status)
         .join(Recording, Recording.recording_sid == RetentionEntry.recording_sid)
         .where(
-            RetentionEntry.event == "stored",
+            RetentionEntry.event == RetentionEvent.STORED,
             ~later_deleted,
-            Recording.status.not_in(("stored", "deleted")),
+            Recording.status.not_in((RecordingStatus.STORED, RecordingStatus.DELETED)),
         )
         .order_by(RetentionEntry.seq)
     )  # fmt: skip
@@ -301,11 +305,12 @@ def check_overdue(session: Session, *, now: datetime) -> Iterator[Mismatch]:
 def check_log_matches_rows(session: Session) -> Iterator[Mismatch]:
     """Cross-check `deleted`/`stored` entries against the recordings table."""
     deleted_entry = exists().where(
-        RetentionEntry.recording_sid == Recording.recording_sid, RetentionEntry.event == "deleted"
+        RetentionEntry.recording_sid == Recording.recording_sid,
+        RetentionEntry.event == RetentionEvent.DELETED,
     )
     for (sid,) in session.execute(
         select(Recording.recording_sid)
-        .where(Recording.status == "deleted", ~deleted_entry)
+        .where(Recording.status == RecordingStatus.DELETED, ~deleted_entry)
         .order_by(Recording.id)
     ).yield_per(PAGE_SIZE):
         yield Mismatch("log", sid, "marked deleted but the log has no `deleted` entry")
@@ -313,12 +318,12 @@ def check_log_matches_rows(session: Session) -> Iterator[Mismatch]:
     kept_row = exists().where(
         and_(
             Recording.recording_sid == RetentionEntry.recording_sid,
-            Recording.status == "deleted",
+            Recording.status == RecordingStatus.DELETED,
         )
     )
     for seq, entry_sid in session.execute(
         select(RetentionEntry.seq, RetentionEntry.recording_sid)
-        .where(RetentionEntry.event == "deleted", ~kept_row)
+        .where(RetentionEntry.event == RetentionEvent.DELETED, ~kept_row)
         .order_by(RetentionEntry.seq)
     ).yield_per(PAGE_SIZE):
         yield Mismatch("log", str(entry_sid), f"entry {seq} says deleted but the recording is not")
@@ -326,7 +331,7 @@ def check_log_matches_rows(session: Session) -> Iterator[Mismatch]:
     any_row = exists().where(Recording.recording_sid == RetentionEntry.recording_sid)
     for seq, entry_sid in session.execute(
         select(RetentionEntry.seq, RetentionEntry.recording_sid)
-        .where(RetentionEntry.event == "stored", ~any_row)
+        .where(RetentionEntry.event == RetentionEvent.STORED, ~any_row)
         .order_by(RetentionEntry.seq)
     ).yield_per(PAGE_SIZE):
         yield Mismatch(

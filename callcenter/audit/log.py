@@ -19,26 +19,13 @@ from typing import Any
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
+from callcenter.audit.events import RetentionEvent
 from callcenter.audit.models import RetentionEntry
 from callcenter.db import is_postgres
 
 GENESIS_HASH = "0" * 64
 
-EVENTS = frozenset(
-    {
-        "stored",
-        "provider_copy_deleted",
-        "deleted",
-        "delete_failed",
-        "hold_placed",
-        "hold_released",
-        "sweep_started",
-        "sweep_finished",
-        "accessed",
-        "ingest_failed",
-        "missing_object",
-    }
-)
+EVENTS = frozenset(RetentionEvent)
 
 # A constant key for PostgreSQL's transaction-scoped advisory lock that serialises appends.
 _APPEND_LOCK_KEY = 0x52455445  # "RETE"

@@ -19,6 +19,7 @@ from callcenter.calendar.hours import DEFAULT_HOURS, LatvianCalendar, WorkingHou
 from callcenter.calls import speech
 from callcenter.calls.models import Call
 from callcenter.calls.routing import Plan, Step, intended_for, plan_for_line
+from callcenter.calls.states import Outcome
 from callcenter.directory import service as directory
 from callcenter.directory.snapshot import CHANGES_AHEAD, Directory, DirectoryCache, LineInfo
 from callcenter.settings import Settings
@@ -140,7 +141,7 @@ def decide(
             line_id=line.id,
             intended=intended_for(directory, line),
             after_hours=True,
-            outcome="after-hours",
+            outcome=Outcome.AFTER_HOURS,
             routing_note="outside working hours",
         )
         return _decision(directory, line, columns, to_number, from_number, now)
@@ -173,7 +174,7 @@ def row_columns(**columns: Any) -> dict[str, Any]:
         "line_id": None,
         "plan": [],
         "after_hours": False,
-        "outcome": "in-progress",
+        "outcome": Outcome.IN_PROGRESS,
         "intended": None,
         "routing_note": None,
         "notice": None,
@@ -229,5 +230,12 @@ def substitute_for(call: Call, phone: str) -> str | None:
 
 def mark_callback_requested(call: Call) -> None:
     """The caller asked to be called back: that is how the call ends."""
-    if call.outcome in ("in-progress", "no-answer", "busy", "failed", "after-hours", "abandoned"):
-        call.outcome = "callback-requested"
+    if call.outcome in (
+        Outcome.IN_PROGRESS,
+        Outcome.NO_ANSWER,
+        Outcome.BUSY,
+        Outcome.FAILED,
+        Outcome.AFTER_HOURS,
+        Outcome.ABANDONED,
+    ):
+        call.outcome = Outcome.CALLBACK_REQUESTED

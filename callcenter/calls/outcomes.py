@@ -50,6 +50,7 @@ from callcenter.calls import callbacks
 from callcenter.calls import intake as calls
 from callcenter.calls.models import Call, CallEvent
 from callcenter.calls.routing import Leg, Plan
+from callcenter.calls.states import EventKind, Outcome
 from callcenter.db import is_postgres
 from callcenter.directory.models import Staff
 from callcenter.directory.snapshot import DirectoryCache
@@ -58,27 +59,28 @@ from callcenter.twilio_values import parse_twilio_time
 
 log = logging.getLogger(__name__)
 
-STATUS: Literal["status"] = "status"
-DIAL: Literal["dial"] = "dial"
+STATUS: Literal[EventKind.STATUS] = EventKind.STATUS
+DIAL: Literal[EventKind.DIAL] = EventKind.DIAL
 
-RANK = {
-    "in-progress": 0,
-    "abandoned": 1,
-    "no-answer": 2,
-    "busy": 2,
-    "failed": 2,
-    "after-hours": 3,
-    "callback-requested": 4,
-    "answered": 5,
+# A call's outcome only moves up this ranking (settle), never back.
+RANK: dict[str, int] = {
+    Outcome.IN_PROGRESS: 0,
+    Outcome.ABANDONED: 1,
+    Outcome.NO_ANSWER: 2,
+    Outcome.BUSY: 2,
+    Outcome.FAILED: 2,
+    Outcome.AFTER_HOURS: 3,
+    Outcome.CALLBACK_REQUESTED: 4,
+    Outcome.ANSWERED: 5,
 }
-MISSED = frozenset({"no-answer", "busy", "failed"})
+MISSED: frozenset[str] = frozenset({Outcome.NO_ANSWER, Outcome.BUSY, Outcome.FAILED})
 # Outcomes that leave a caller waiting for us: each becomes a callback request.
-CALLBACK_REASON = {
-    "no-answer": "missed",
-    "busy": "missed",
-    "failed": "missed",
-    "abandoned": "abandoned",
-    "after-hours": "after-hours",
+CALLBACK_REASON: dict[str, str] = {
+    Outcome.NO_ANSWER: "missed",
+    Outcome.BUSY: "missed",
+    Outcome.FAILED: "missed",
+    Outcome.ABANDONED: "abandoned",
+    Outcome.AFTER_HOURS: "after-hours",
 }
 # Twilio's CallStatus values in the order a leg moves through them; the end states share a rank.
 LEG_RANK = {
@@ -108,7 +110,7 @@ class BadEvent(ValueError):
 class Event:
     """One Twilio callback, parsed: what it is about and the key that makes it unique."""
 
-    kind: Literal["status", "dial"]
+    kind: EventKind
     leg_sid: str
     status: str
     dedupe_key: str

@@ -20,8 +20,9 @@ from callcenter.cli.common import (
 from callcenter.recordings import ingest as ingestion
 from callcenter.recordings import reconcile as reconciliation
 from callcenter.recordings.models import Recording
+from callcenter.recordings.states import RecordingStatus
 
-STATUSES = ("pending", "stored", "absent", "failed", "deleted")
+STATUSES = tuple(RecordingStatus)
 
 
 @click.group("recordings")

@@ -11,10 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from callcenter.audit import log as retention_log
+from callcenter.audit.events import RetentionEvent
 from callcenter.calls.models import Call
 from callcenter.db import is_postgres
 from callcenter.recordings.models import Recording
 from callcenter.recordings.policy import due_at
+from callcenter.recordings.states import RecordingStatus
 from callcenter.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,11 @@ def record_callback(
     pending ingestion, `absent` is closed with its reason, `failed` is closed and logged.
     """
 
-    status = {"completed": "pending", "absent": "absent", "failed": "failed"}[callback.status]
+    status = {
+        "completed": RecordingStatus.PENDING,
+        "absent": RecordingStatus.ABSENT,
+        "failed": RecordingStatus.FAILED,
+    }[callback.status]
     reason: str | None = None
     if callback.status == "absent":
         reason = ABSENT_REASONS.get(callback.error_code or "", "absent")
@@ -90,10 +96,10 @@ def record_callback(
         next_attempt_at=now,
         created_at=now,
     )
-    if created and status == "failed":
+    if created and status == RecordingStatus.FAILED:
         retention_log.append(
             session,
-            "ingest_failed",
+            RetentionEvent.INGEST_FAILED,
             now=now,
             recording_sid=callback.recording_sid,
             actor="twilio",

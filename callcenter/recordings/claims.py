@@ -12,9 +12,11 @@ from sqlalchemy.orm import Session
 
 from callcenter.adapters.storage import StoredObject
 from callcenter.audit import log as retention_log
+from callcenter.audit.events import RetentionEvent
 from callcenter.audit.models import RetentionEntry
 from callcenter.db import is_postgres
 from callcenter.recordings.models import Recording
+from callcenter.recordings.states import ClaimKind, RecordingStatus
 
 ACTOR = "ingest"
 
@@ -73,10 +75,12 @@ def _due(now: datetime) -> Any:
 def _wants_ingest(now: datetime) -> Any:
     # A recording already past its due time is not worth fetching: the retention sweep
     # deletes Twilio's copy of it instead.
-    return and_(Recording.status == "pending", Recording.due_at > now)
+    return and_(Recording.status == RecordingStatus.PENDING, Recording.due_at > now)
 
 
-_WANTS_PROVIDER_DELETE = and_(Recording.status == "stored", Recording.provider_deleted_at.is_(None))
+_WANTS_PROVIDER_DELETE = and_(
+    Recording.status == RecordingStatus.STORED, Recording.provider_deleted_at.is_(None)
+)
 
 
 def claim(
@@ -86,6 +90,7 @@ def claim(
     now: datetime,
     policy: IngestPolicy = DEFAULT_POLICY,
     recording_sid: str | None = None,
+    kind: ClaimKind = ClaimKind.INGEST,
 ) -> Claim | None:
     """Claim the next row that needs work (or the one named), or return None.
 
@@ -117,6 +122,7 @@ def claim(
             .where(Recording.id == candidate.scalar_subquery(), *conditions)
             .values(
                 claimed_by=worker,
+                claim_kind=kind,
                 claimed_until=now + policy.lease,
                 attempts=Recording.attempts + 1,
             )
@@ -153,7 +159,7 @@ def mark_stored(
     again from zero for that step.
     """
     values: dict[str, Any] = {
-        "status": "stored",
+        "status": RecordingStatus.STORED,
         "storage_key": stored.key,
         "size_bytes": stored.size,
         "sha256": stored.sha256,
@@ -169,7 +175,7 @@ def mark_stored(
         values["channels"] = func.coalesce(Recording.channels, channels)
     result = session.execute(
         update(Recording)
-        .where(_ours(claimed), Recording.status == "pending")
+        .where(_ours(claimed), Recording.status == RecordingStatus.PENDING)
         .values(**values)
         .returning(Recording.id)
         .execution_options(synchronize_session=False)
@@ -178,7 +184,7 @@ def mark_stored(
         return False
     retention_log.append(
         session,
-        "stored",
+        RetentionEvent.STORED,
         now=now,
         recording_sid=claimed.recording_sid,
         actor=ACTOR,
@@ -197,6 +203,7 @@ def mark_provider_deleted(
         .values(
             provider_deleted_at=now,
             claimed_by=None,
+            claim_kind=None,
             claimed_until=None,
             next_attempt_at=None,
             last_error=None,
@@ -208,7 +215,7 @@ def mark_provider_deleted(
         return False
     retention_log.append(
         session,
-        "provider_copy_deleted",
+        RetentionEvent.PROVIDER_COPY_DELETED,
         now=now,
         recording_sid=claimed.recording_sid,
         actor=ACTOR,
@@ -238,6 +245,7 @@ def mark_failed(
             last_error=error[:500],
             next_attempt_at=now + policy.backoff(claimed.attempts),
             claimed_by=None,
+            claim_kind=None,
             claimed_until=None,
         )
         .returning(Recording.id)
@@ -248,7 +256,7 @@ def mark_failed(
     if claimed.attempts >= policy.alert_after_attempts and not _alerted(session, claimed):
         retention_log.append(
             session,
-            "ingest_failed",
+            RetentionEvent.INGEST_FAILED,
             now=now,
             recording_sid=claimed.recording_sid,
             actor=ACTOR,
@@ -261,7 +269,7 @@ def _alerted(session: Session, claimed: Claim) -> bool:
     details = session.scalars(
         select(RetentionEntry.details).where(
             RetentionEntry.recording_sid == claimed.recording_sid,
-            RetentionEntry.event == "ingest_failed",
+            RetentionEntry.event == RetentionEvent.INGEST_FAILED,
         )
     )
     return any(d.get("step") == claimed.step for d in details)
@@ -272,6 +280,6 @@ def release(session: Session, claimed: Claim) -> None:
     session.execute(
         update(Recording)
         .where(_ours(claimed))
-        .values(claimed_by=None, claimed_until=None)
+        .values(claimed_by=None, claim_kind=None, claimed_until=None)
         .execution_options(synchronize_session=False)
     )

@@ -47,6 +47,7 @@ from callcenter.recordings.claims import (
 from callcenter.recordings.models import Recording
 from callcenter.recordings.parts import Parts
 from callcenter.recordings.policy import media_key
+from callcenter.recordings.states import RecordingStatus
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ def _still_claimed(sessions: sessionmaker[Session], claimed: Claim) -> bool:
                 select(Recording.id).where(
                     Recording.recording_sid == claimed.recording_sid,
                     Recording.claimed_by == claimed.worker,
-                    Recording.status == "pending",
+                    Recording.status == RecordingStatus.PENDING,
                 )
             )
             is not None
@@ -205,7 +206,11 @@ def _settled_without(sessions: sessionmaker[Session], claimed: Claim) -> bool:
                 Recording.recording_sid == claimed.recording_sid
             )
         ).first()
-    return row is None or row.deleted_at is not None or row.status not in ("pending", "stored")
+    return (
+        row is None
+        or row.deleted_at is not None
+        or row.status not in (RecordingStatus.PENDING, RecordingStatus.STORED)
+    )
 
 
 def _download(

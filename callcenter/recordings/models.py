@@ -47,7 +47,10 @@ class Recording(Base):
     sha256: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Which process holds the row (a holder id, for people to read) and what kind of work it
+    # is (ClaimKind): rules ask the kind, never parse the holder.
     claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claim_kind: Mapped[str | None] = mapped_column(String(20))
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     on_hold: Mapped[bool] = mapped_column(Boolean, default=False)

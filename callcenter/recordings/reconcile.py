@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from callcenter.adapters.storage import Storage
 from callcenter.adapters.twilio_api import RECORDING_SID
 from callcenter.audit import log as retention_log
+from callcenter.audit.events import RetentionEvent
 from callcenter.audit.models import RetentionEntry
 from callcenter.calls.models import Call
 from callcenter.db import transaction
@@ -23,6 +24,7 @@ from callcenter.recordings.ingest import ingest_one
 from callcenter.recordings.models import Recording
 from callcenter.recordings.parts import Parts
 from callcenter.recordings.policy import due_at
+from callcenter.recordings.states import ClaimKind, RecordingStatus
 from callcenter.twilio_values import CALL_SID, parse_twilio_time
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,14 @@ def reconcile(
 
     for sid in to_delete:
         with transaction(runtime.sessions) as session:
-            claimed = claim(session, worker=worker, now=now, policy=policy, recording_sid=sid)
+            claimed = claim(
+                session,
+                worker=worker,
+                now=now,
+                policy=policy,
+                recording_sid=sid,
+                kind=ClaimKind.RECONCILE,
+            )
         if claimed is None or claimed.step != "provider_delete":
             if claimed is not None:
                 with transaction(runtime.sessions) as session:
@@ -130,7 +139,11 @@ def _reconcile_batch(
         if row is not None:
             # Twilio lists metadata for 40 days after the media is deleted: a row whose copy
             # we already deleted is left alone.
-            if row[1] == "stored" and row[2] is None and item.get("status") == "completed":
+            if (
+                row[1] == RecordingStatus.STORED
+                and row[2] is None
+                and item.get("status") == "completed"
+            ):
                 to_delete.append(sid)
             continue
         if item.get("status") != "completed":
@@ -151,7 +164,7 @@ def _reconcile_batch(
                 **values,
                 due_at=due_at(values["started_at"], runtime.settings),
                 call_id=call_id,
-                status="pending",
+                status=RecordingStatus.PENDING,
                 next_attempt_at=now,
                 created_at=now,
             ):
@@ -201,7 +214,7 @@ def find_missing_objects(
         with sessions() as session:
             rows = session.execute(
                 select(Recording.id, Recording.recording_sid, Recording.storage_key)
-                .where(Recording.status == "stored", Recording.id > last_id)
+                .where(Recording.status == RecordingStatus.STORED, Recording.id > last_id)
                 .order_by(Recording.id)
                 .limit(500)
             ).all()
@@ -216,13 +229,13 @@ def find_missing_objects(
             seen = session.scalar(
                 select(RetentionEntry.id).where(
                     RetentionEntry.recording_sid == item.recording_sid,
-                    RetentionEntry.event == "missing_object",
+                    RetentionEntry.event == RetentionEvent.MISSING_OBJECT,
                 )
             )
             if seen is None:
                 retention_log.append(
                     session,
-                    "missing_object",
+                    RetentionEvent.MISSING_OBJECT,
                     now=now,
                     recording_sid=item.recording_sid,
                     actor="reconcile",

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from callcenter.db import transaction
 from callcenter.recordings.models import LegalHold, Recording
+from callcenter.recordings.states import ClaimKind
 from callcenter.runtime import Runtime
 from retention import holds
 from retention.sweep import sweep
@@ -113,13 +114,28 @@ def test_a_recording_a_sweep_is_deleting_cannot_be_held(
     recording = add_recording(STARTED)
     with transaction(rt.sessions) as session:
         row = session.get_one(Recording, recording.id)
-        row.claimed_by = "retention-sweep:host:1:abc"
+        row.claimed_by = "any holder name"
+        row.claim_kind = ClaimKind.SWEEP
         row.claimed_until = DUE + timedelta(hours=1)
     with pytest.raises(holds.HoldError, match="being deleted"), transaction(rt.sessions) as s:
         holds.place(s, recording.recording_sid, reason="x", actor="a", now=DUE)
     # Once the claim has lapsed (its sweep died), the hold is allowed.
     with transaction(rt.sessions) as s:
         holds.place(s, recording.recording_sid, reason="x", actor="a", now=DUE + timedelta(hours=2))
+
+
+def test_a_claim_is_told_by_its_kind_not_by_its_holder_name(
+    rt: Runtime, add_recording: AddRecording
+) -> None:
+    recording = add_recording(STARTED)
+    with transaction(rt.sessions) as session:
+        row = session.get_one(Recording, recording.id)
+        # Named like a sweep, but an ingestion claim: a hold may go on.
+        row.claimed_by = "retention-sweep:host:1:abc"
+        row.claim_kind = ClaimKind.INGEST
+        row.claimed_until = DUE + timedelta(hours=1)
+    with transaction(rt.sessions) as s:
+        holds.place(s, recording.recording_sid, reason="x", actor="a", now=DUE)
 
 
 def test_active_holds_are_listed(rt: Runtime, add_recording: AddRecording) -> None:
