@@ -6,7 +6,9 @@ Every datetime is timezone-aware UTC (`UTCDateTime`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -18,8 +20,10 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    event,
+    update,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from callcenter.db import Base, UTCDateTime, utcnow
 
@@ -132,3 +136,22 @@ class DirectoryVersion(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+DIRECTORY_MODELS = (Staff, RingGroup, GroupMember, Line, Absence, HoursChange)
+
+
+def _bump(session: Session, _context: Any, _instances: Any) -> None:
+    touched: Iterable[object] = (*session.new, *session.dirty, *session.deleted)
+    if any(isinstance(obj, DIRECTORY_MODELS) for obj in touched):
+        session.execute(
+            update(DirectoryVersion)
+            .where(DirectoryVersion.id == 1)
+            .values(version=DirectoryVersion.version + 1)
+        )
+
+
+# Every directory change, through any session, moves the version in its own transaction. It
+# is registered here, with the models, so that no writer can change the directory without it:
+# writing a directory row means importing this module.
+event.listen(Session, "before_flush", _bump)

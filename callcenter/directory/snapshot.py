@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Connection, event, select, update
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from callcenter.calendar.hours import Change, LatvianCalendar, WorkingHours, parse_hours
 from callcenter.directory.models import (
     Absence,
-    DirectoryVersion,
     GroupMember,
-    HoursChange,
     Line,
     RingGroup,
     Staff,
@@ -33,7 +29,6 @@ from callcenter.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DIRECTORY_MODELS = (Staff, RingGroup, GroupMember, Line, Absence, HoursChange)
 # Absences that ended more than this before loading are left out; calls are never that late.
 PAST_MARGIN = timedelta(days=1)
 # A snapshot answers calls up to this long after loading, then it is read again regardless,
@@ -115,20 +110,6 @@ class Directory:
             )
             self._hours[spec] = found
         return found
-
-
-def _bump(session: Session, _context: Any, _instances: Any) -> None:
-    touched: Iterable[object] = (*session.new, *session.dirty, *session.deleted)
-    if any(isinstance(obj, DIRECTORY_MODELS) for obj in touched):
-        session.execute(
-            update(DirectoryVersion)
-            .where(DirectoryVersion.id == 1)
-            .values(version=DirectoryVersion.version + 1)
-        )
-
-
-# Every directory change, through any session, moves the version in its own transaction.
-event.listen(Session, "before_flush", _bump)
 
 
 _VERSION_QUERY = "SELECT version FROM directory_version WHERE id = 1"
