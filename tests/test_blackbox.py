@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -51,6 +52,9 @@ def web(process_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     log = (tmp_path / "gunicorn.log").open("w")
     # The Procfile's own web command, on loopback.
     command = procfile_command("web").replace("0.0.0.0:", "127.0.0.1:")
+    # This interpreter's gunicorn, so the test needs no venv `bin` on PATH.
+    assert command.startswith("gunicorn ")
+    command = f"{shlex.quote(sys.executable)} -m {command}"
     server = subprocess.Popen(
         ["bash", "-c", f"exec {command}"],
         env={**process_env, "PORT": str(port), "WEB_CONCURRENCY": "2"},
@@ -125,6 +129,9 @@ def test_web_process_refuses_to_start_without_its_settings(
 ) -> None:
     env = {k: v for k, v in process_env.items() if k != "TWILIO_AUTH_TOKEN"}
     command = procfile_command("web").replace("0.0.0.0:", "127.0.0.1:")
+    # This interpreter's gunicorn, so the test needs no venv `bin` on PATH.
+    assert command.startswith("gunicorn ")
+    command = f"{shlex.quote(sys.executable)} -m {command}"
     result = subprocess.run(
         ["bash", "-c", f"exec {command}"],
         env={**env, "PORT": str(free_port())},

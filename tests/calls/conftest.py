@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from callcenter.calls.models import Call, CallbackRequest, CallEvent
 from callcenter.directory import service as directory
 from callcenter.runtime import Runtime
 from tests.conftest import ACCOUNT_SID, RIGA, TwilioPost
+from tests.sids import new_sid as sid
 
 # The direct line rings one person; the department line rings a sequential group whose second
 # member is away, so their substitute is rung second; the office line keeps office hours.
@@ -32,10 +32,6 @@ LIGA = "+37120000002"
 ANDRIS = "+37120000003"
 # Monday 2 March 2026, 10:00 in Riga: a working day with two more before any holiday.
 MONDAY = datetime(2026, 3, 2, 10, 0, tzinfo=RIGA)
-
-
-def sid(prefix: str = "CA") -> str:
-    return prefix + uuid.uuid4().hex
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ def test_a_process_that_imports_only_the_directory_service_still_bumps_the_versi
 ) -> None:
     # A fresh interpreter, so nothing the test suite imported (the snapshot, the app) helps.
     script = textwrap.dedent(
-        f"""
+        """
         import sys
         from sqlalchemy import create_engine, select
         from sqlalchemy.orm import Session
@@ -23,7 +23,7 @@ def test_a_process_that_imports_only_the_directory_service_still_bumps_the_versi
         from callcenter.db import Base
 
         assert "callcenter.directory.snapshot" not in sys.modules
-        engine = create_engine("sqlite:///{tmp_path / "dir.db"}")
+        engine = create_engine("sqlite:///" + sys.argv[1])
         Base.metadata.create_all(engine)
         with Session(engine) as session, session.begin():
             session.add(DirectoryVersion(id=1, version=0))
@@ -34,7 +34,7 @@ def test_a_process_that_imports_only_the_directory_service_still_bumps_the_versi
         """
     )
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+        [sys.executable, "-c", script, str(tmp_path / "dir.db")], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1"

@@ -12,7 +12,7 @@ Serves, for one account (basic auth with the account SID and auth token, else 40
 Knobs (all may be changed while the server runs):
 - `add(sid=None, *, size=..., media=..., status=..., start_time=..., ...)` adds a recording and
   returns its `FakeRecording` (media is deterministic WAV bytes of `size` unless `media` given;
-  `rec.sha256()` and `rec.body()` tell what a correct copy holds). `new_sid()`/`new_call_sid()`.
+  `rec.sha256()` and `rec.body()` tell what a correct copy holds). `new_sid("RE")`/`new_call_sid()`.
 - `fail(kind, sid=None, *, status=None, truncate=False, delay=0.0, times=1)` queues a failure
   for the next `times` matching requests; `kind` is "media", "delete" or "list"; `sid=None`
   matches any recording. `status=404`/`500`/... answers that status; `truncate=True` sends a
@@ -37,7 +37,6 @@ import struct
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -46,6 +45,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+from tests.sids import new_sid
 
 ACCOUNT_SID = "AC" + "0" * 31 + "1"
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
@@ -161,10 +162,6 @@ class Fault:
     times: int
 
 
-def new_sid(prefix: str = "RE") -> str:
-    return prefix + uuid.uuid4().hex
-
-
 class FakeTwilio:
     """Twilio's recordings API on loopback; see the module docstring for the knobs."""
 
@@ -213,7 +210,7 @@ class FakeTwilio:
 
     def add(self, sid: str | None = None, **kwargs: Any) -> FakeRecording:
         kwargs.setdefault("call_sid", new_sid("CA"))
-        rec = FakeRecording(sid=sid or new_sid(), **kwargs)
+        rec = FakeRecording(sid=sid or new_sid("RE"), **kwargs)
         with self._lock:
             self.recordings[rec.sid] = rec
         return rec

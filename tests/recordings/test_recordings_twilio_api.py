@@ -39,7 +39,7 @@ def test_wrong_credentials_are_an_error(settings: Settings, fake_twilio: FakeTwi
 
 
 def test_missing_media_is_media_not_found(api: TwilioApi, fake_twilio: FakeTwilio) -> None:
-    with pytest.raises(MediaNotFound), api.stream_media(fake_twilio.new_sid()):
+    with pytest.raises(MediaNotFound), api.stream_media(fake_twilio.new_sid("RE")):
         pass
 
 

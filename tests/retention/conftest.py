@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,10 +19,7 @@ from callcenter.runtime import Runtime
 from callcenter.settings import Settings, load
 from tests.fakes.s3 import *  # noqa: F403  (moto S3 fixtures)
 from tests.fakes.twilio_api import FakeTwilio
-
-
-def new_sid(prefix: str = "RE") -> str:
-    return prefix + uuid.uuid4().hex
+from tests.sids import new_sid
 
 
 @pytest.fixture
@@ -69,7 +65,7 @@ def add_recording(rt: Runtime, twilio: FakeTwilio) -> AddRecording:
         sid: str | None = None,
         on_hold: bool = False,
     ) -> Recording:
-        sid = sid or new_sid()
+        sid = sid or new_sid("RE")
         key = None
         stored = None
         if status == "stored":

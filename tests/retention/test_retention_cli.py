@@ -9,8 +9,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
+from callcenter.recordings.models import Recording
 from callcenter.runtime import Runtime
 from tests.cli import Result
 from tests.cli import run as run_cli
@@ -52,6 +53,21 @@ def test_dry_run_lists_what_would_go_and_changes_nothing(
     assert f"held          {held.recording_sid}" in result.out
     assert "dry run: 1 would be deleted, 1 held; nothing was changed" in result.out
     assert len(entries(rt.sessions)) == before
+
+
+def test_dry_run_pages_through_every_batch_once(
+    run: Invoke, rt: Runtime, add_recording: AddRecording
+) -> None:
+    # The command's own loop over batches, as operators run it: one recording per batch.
+    due = [add_recording(LONG_AGO + timedelta(minutes=minute)) for minute in range(3)]
+    result = run("retention", "run", "--dry-run", "--batch-size", "1")
+    assert result.code == 0
+    listed = [line.split()[2] for line in result.out.splitlines() if line.startswith("would")]
+    assert listed == [recording.recording_sid for recording in due]
+    assert "dry run: 3 would be deleted, 0 held; nothing was changed" in result.out
+    with rt.sessions() as session:
+        statuses = {r.status for r in session.scalars(select(Recording))}
+    assert statuses == {"stored"}
 
 
 def test_run_deletes_what_is_due(run: Invoke, rt: Runtime, add_recording: AddRecording) -> None:

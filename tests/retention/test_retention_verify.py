@@ -195,7 +195,7 @@ def test_anything_kept_a_day_past_due_outside_a_hold_is_found(
 
 def test_rows_and_entries_that_disagree_are_found(rt: Runtime, add_recording: AddRecording) -> None:
     recording = add_recording(STARTED)
-    ghost = new_sid()
+    ghost = new_sid("RE")
     with transaction(rt.sessions) as session:
         retention_log.append(session, "stored", now=DUE, recording_sid=ghost, actor="ingest")
         retention_log.append(
