@@ -34,7 +34,10 @@ def test_a_process_that_imports_only_the_directory_service_still_bumps_the_versi
         """
     )
     result = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "dir.db")], capture_output=True, text=True, check=False
+        [sys.executable, "-c", script, str(tmp_path / "dir.db")],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1"
