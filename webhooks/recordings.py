@@ -11,17 +11,16 @@ import logging
 import re
 from datetime import datetime
 
-from flask import Blueprint, Response, abort, current_app, request
+from flask import Blueprint, Response, abort, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 
 from callcenter.adapters.twilio_api import RECORDING_SID
 from callcenter.db import transaction
 from callcenter.recordings.callback import RecordingCallback, check_start_time, record_callback
-from callcenter.runtime import Runtime
 from callcenter.twilio_values import CALL_SID, parse_twilio_time
 from webhooks import paths
-from webhooks.security import MissingField, require, twilio_webhook
+from webhooks.security import MissingField, current_runtime, require, twilio_webhook
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +32,6 @@ _ERROR_CODE = re.compile(r"^[0-9]{1,10}$")
 
 class BadField(Exception):
     """A field is present but unusable; answered with 400 naming it."""
-
-
-def _runtime() -> Runtime:
-    return Runtime.of(current_app)
 
 
 def _bad_request(message: str) -> Response:
@@ -102,7 +97,7 @@ def parse_callback(form: MultiDict[str, str], *, received_at: datetime) -> Recor
 @bp.post(paths.RECORDING_STATUS)
 @twilio_webhook
 def recording_status() -> Response:
-    runtime = _runtime()
+    runtime = current_runtime()
     now = runtime.now()
     form = request.form
     try:

@@ -31,8 +31,13 @@ class MissingField(Exception):
         self.names = names
 
 
+def current_runtime() -> Runtime:
+    """The runtime of the app serving this request: the one accessor every webhook uses."""
+    return Runtime.of(current_app)
+
+
 def settings() -> Settings:
-    return Runtime.of(current_app).settings
+    return current_runtime().settings
 
 
 @functools.lru_cache(maxsize=4)

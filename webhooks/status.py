@@ -12,15 +12,14 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from sqlalchemy.exc import DBAPIError
 
 from callcenter import phones
 from callcenter.calls import outcomes
 from callcenter.db import transaction
-from callcenter.runtime import Runtime
 from webhooks import paths
-from webhooks.security import twilio_webhook
+from webhooks.security import current_runtime, twilio_webhook
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +30,6 @@ T = TypeVar("T")
 # A deadlock or a busy SQLite file is worth another go before Twilio's own retry.
 ATTEMPTS = 3
 RETRY_PAUSE_SECONDS = 0.05
-
-
-def _runtime() -> Runtime:
-    return Runtime.of(current_app)
 
 
 def _plain(text: str, status: int) -> Response:
@@ -69,7 +64,7 @@ def status() -> Response:
         event = outcomes.status_event(form)
     except outcomes.BadEvent as exc:
         return _plain(str(exc), 400)
-    runtime = _runtime()
+    runtime = current_runtime()
 
     def work() -> str:
         with transaction(runtime.sessions) as session:

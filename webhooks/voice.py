@@ -25,15 +25,11 @@ from callcenter.db import transaction
 from callcenter.runtime import Runtime
 from callcenter.settings import Settings
 from webhooks import paths, twiml
-from webhooks.security import MissingField, require, twilio_webhook
+from webhooks.security import MissingField, current_runtime, require, twilio_webhook
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("voice", __name__)
-
-
-def _runtime() -> Runtime:
-    return Runtime.of(current_app)
 
 
 # Where the app keeps this process's fast path for /twilio/voice.
@@ -66,7 +62,7 @@ View = Callable[..., VoiceResponse | bytes]
 
 
 def _caller_fallback() -> VoiceResponse:
-    return twiml.fallback(_runtime().settings, apology=True)
+    return twiml.fallback(current_runtime().settings, apology=True)
 
 
 def _twiml_route(
@@ -98,7 +94,7 @@ voice_route = _twiml_route(_caller_fallback)
 
 def _whisper_fallback() -> VoiceResponse:
     # On the callee's leg no <Dial> is allowed: ask to accept, naming no one.
-    return twiml.whisper_prompt(_runtime().settings, speech.WHISPER_UNKNOWN)
+    return twiml.whisper_prompt(current_runtime().settings, speech.WHISPER_UNKNOWN)
 
 
 @bp.post(paths.VOICE)
@@ -107,7 +103,7 @@ def _whisper_fallback() -> VoiceResponse:
 def voice() -> bytes:
     """A call arrives: the notice, then the dial; or the hours and a callback offer."""
     form = require(request.form, "CallSid", "From", "To")
-    runtime = _runtime()
+    runtime = current_runtime()
     # This thread's kept connection, not an ORM session: this is the path every call takes.
     with runtime.pinned.transaction() as cursor:
         started = _voice_path().start_call(
@@ -146,7 +142,7 @@ def _render(settings: Settings, answer: calls.Answer, *, first_contact: bool) ->
 @twilio_webhook
 def fallback() -> VoiceResponse:
     """Twilio's Fallback URL: the notice and the fallback number, touching no database."""
-    return twiml.fallback(_runtime().settings, apology=True)
+    return twiml.fallback(current_runtime().settings, apology=True)
 
 
 @bp.post(paths.DIAL_COMPLETE)
@@ -155,7 +151,7 @@ def fallback() -> VoiceResponse:
 def dial_complete() -> VoiceResponse:
     """A dial ended: done if answered; otherwise the next target, then a callback offer."""
     form = require(request.form, "CallSid", "DialCallStatus")
-    runtime = _runtime()
+    runtime = current_runtime()
     with transaction(runtime.sessions) as session:
         call = calls.find_call(session, form["CallSid"])
         if call is None:
@@ -186,7 +182,7 @@ def whisper() -> VoiceResponse:
     """On the substitute's leg: say whose call it is, connect only on a key press of 1."""
     form = require(request.form, "CallSid")
     digits = request.form.get("Digits")
-    settings = _runtime().settings
+    settings = current_runtime().settings
     if digits is not None:
         return (
             twiml.accept()
@@ -196,7 +192,7 @@ def whisper() -> VoiceResponse:
     parent_sid = request.form.get("ParentCallSid", "")
     to = request.form.get("To", "")
     for_name = None
-    with transaction(_runtime().sessions) as session:
+    with transaction(current_runtime().sessions) as session:
         call = calls.find_call(session, parent_sid) if parent_sid else None
         if call is not None:
             for_name = calls.substitute_for(call, to)
@@ -213,7 +209,7 @@ def callback_request() -> VoiceResponse:
     """The caller's answer to the callback offer: 1 = this number, 2 = key in another."""
     form = require(request.form, "CallSid")
     digits = (request.form.get("Digits") or "").strip().rstrip("#")
-    runtime = _runtime()
+    runtime = current_runtime()
     settings = runtime.settings
     caller = request.form.get("From", "")
     withheld = phones.is_withheld(caller)
