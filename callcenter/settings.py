@@ -75,7 +75,8 @@ class Settings:
 
     def require(self, name: str) -> str:
         """Return a setting that this process needs, or stop with one line naming it."""
-        value = getattr(self, _ATTRS[name])
+        # Each setting's attribute is its variable's name in lower case: the name is written once.
+        value = getattr(self, name.lower())
         if not value:
             raise SettingsError(name, "is required and not set")
         return str(value)
@@ -88,16 +89,6 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-_ATTRS = {
-    "DATABASE_URL": "database_url",
-    "RECORDINGS_URL": "recordings_url",
-    "TWILIO_ACCOUNT_SID": "twilio_account_sid",
-    "TWILIO_AUTH_TOKEN": "twilio_auth_token",
-    "TWILIO_API_BASE_URL": "twilio_api_base_url",
-    "PUBLIC_BASE_URL": "public_base_url",
-    "SECRET_KEY": "secret_key",
-    "FALLBACK_NUMBER": "fallback_number",
-}
 
 # Lawful notice text: who records, why, and that the caller may say so if they object.
 DEFAULT_NOTICE_LV = (
