@@ -89,7 +89,6 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-
 # Lawful notice text: who records, why, and that the caller may say so if they object.
 DEFAULT_NOTICE_LV = (
     "Labdien! Jūs esat sazvanījis klientu apkalpošanas dienestu. "

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
-from callcenter.adapters.storage import Storage
+from callcenter.adapters.storage import Storage, StorageUnavailable, outage
 from callcenter.audit import log as retention_log
 from callcenter.audit.events import RetentionEvent
 from callcenter.audit.models import RetentionEntry
@@ -102,12 +102,21 @@ def _all(
     sample: int | None,
     summary: VerifySummary,
 ) -> Iterator[Mismatch]:
+    # An unreachable storage is one problem with the setting or the service, not a mismatch
+    # per recording: StorageUnavailable stops the run before any object is judged.
+    storage.probe()
     yield from check_chain(session, summary)
     yield from check_stored(session, storage, sample=sample, summary=summary)
     yield from check_deleted_objects(session, storage, sample=sample, summary=summary)
     yield from check_overdue(session, now=now)
     yield from check_log_matches_rows(session)
     yield from check_logged_kept(session, storage)
+
+
+def _raise_if_outage(storage: Storage, exc: Exception) -> None:
+    problem = outage(exc)
+    if problem is not None:
+        raise StorageUnavailable(storage.url, problem) from exc
 
 
 def check_chain(session: Session, summary: VerifySummary) -> Iterator[Mismatch]:
@@ -192,6 +201,7 @@ def check_stored(
             try:
                 found = storage.stat(key)
             except Exception as exc:
+                _raise_if_outage(storage, exc)
                 yield Mismatch("storage", sid, f"could not be read: {type(exc).__name__}: {exc}")
                 continue
             if found is None:
@@ -225,6 +235,7 @@ def check_deleted_objects(
                 try:
                     left = storage.versions_left(checked)
                 except Exception as exc:
+                    _raise_if_outage(storage, exc)
                     yield Mismatch(
                         "storage", sid, f"could not be checked: {type(exc).__name__}: {exc}"
                     )

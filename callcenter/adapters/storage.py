@@ -76,6 +76,55 @@ class Storage(Protocol):
     def check(self) -> None:
         """Raise if the storage cannot be reached or written (health check)."""
 
+    def probe(self) -> None:
+        """Raise StorageUnavailable if the storage cannot be reached; change nothing."""
+
+
+class StorageUnavailable(Exception):
+    """The storage itself cannot be used (unreachable, missing, refused): not one object's fault.
+
+    The message is plain words naming RECORDINGS_URL, so that a person fixes the setting or the
+    service instead of reading every recording as missing.
+    """
+
+    def __init__(self, url: str, problem: str) -> None:
+        super().__init__(f"storage at RECORDINGS_URL={url} is unavailable: {problem}")
+        self.problem = problem
+
+
+# botocore's exceptions that mean "the service cannot be used", by name (botocore is imported
+# lazily, and only here): the endpoint unreachable or slow, no or refused credentials.
+_OUTAGE_ERRORS = {
+    "EndpointConnectionError": "the endpoint cannot be reached",
+    "ConnectTimeoutError": "connecting to the endpoint timed out",
+    "ConnectionClosedError": "the endpoint closed the connection",
+    "ReadTimeoutError": "the endpoint did not answer in time",
+    "NoCredentialsError": "no credentials were found",
+    "PartialCredentialsError": "the credentials are incomplete",
+}
+_OUTAGE_CODES = {
+    "NoSuchBucket": "the bucket does not exist",
+    "AccessDenied": "access was refused (check the credentials and the bucket policy)",
+    "InvalidAccessKeyId": "the access key is not known",
+    "SignatureDoesNotMatch": "the secret key is wrong",
+    "ExpiredToken": "the credentials have expired",
+    "403": "access was refused (check the credentials and the bucket policy)",
+}
+
+
+def outage(exc: BaseException) -> str | None:
+    """Return what is wrong with the storage as a whole if `exc` says so, else None."""
+    if isinstance(exc, StorageUnavailable):
+        return exc.problem
+    for kind in type(exc).__mro__:
+        if kind.__name__ in _OUTAGE_ERRORS:
+            return _OUTAGE_ERRORS[kind.__name__]
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = str(response.get("Error", {}).get("Code", ""))
+        return _OUTAGE_CODES.get(code)
+    return None
+
 
 def check_key(key: str) -> str:
     """Return the key if it is a safe relative object key; raise ValueError otherwise."""
@@ -175,6 +224,12 @@ class LocalStorage:
         for directory in touched:
             _fsync_dir(directory)
         return outcomes
+
+    def probe(self) -> None:
+        if not self.root.is_dir():
+            raise StorageUnavailable(self.url, f"the directory {self.root} does not exist")
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise StorageUnavailable(self.url, f"the directory {self.root} cannot be read")
 
     def check(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -386,6 +441,19 @@ class S3Storage:
             DeleteOutcome(key, listed.get(key, 0) - failed.get(key, 0), errors.get(key))
             for key in keys
         ]
+
+    def probe(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except Exception as exc:
+            problem = outage(exc)
+            if problem is None and getattr(exc, "response", None):
+                # head_bucket answers a bare 404 for a bucket that does not exist.
+                code = str(exc.response.get("Error", {}).get("Code", ""))  # type: ignore[attr-defined]
+                problem = "the bucket does not exist" if code in ("404", "NotFound") else None
+            if problem is None:
+                raise
+            raise StorageUnavailable(self.url, problem) from exc
 
     def check(self) -> None:
         # head_bucket and not a probe write: in a versioned bucket every probe would leave a

@@ -10,6 +10,7 @@ import click
 from sqlalchemy import select
 
 from callcenter import settings as settings_module
+from callcenter.adapters.storage import StorageUnavailable
 from callcenter.audit.models import RetentionEntry
 from callcenter.cli import common
 from callcenter.cli.common import CliError, emit, json_option, local_iso, unit_of_work
@@ -172,10 +173,15 @@ def verify_command(sample: int | None, expected_head: str | None) -> None:
         expected = (int(seq), digest)
     summary = verify_module.VerifySummary()
     with rt.sessions() as session:
-        for mismatch in verify_module.verify(
-            session, rt.storage, now=common.now(), sample=sample, summary=summary
-        ):
-            click.echo(str(mismatch))
+        try:
+            for mismatch in verify_module.verify(
+                session, rt.storage, now=common.now(), sample=sample, summary=summary
+            ):
+                click.echo(str(mismatch))
+        except StorageUnavailable as exc:
+            # Not tampering and not a mismatch: nothing could be checked. Exit 2, one line.
+            click.echo(f"retention verify: {exc}; nothing was judged", err=True)
+            raise SystemExit(2) from None
         if expected is not None:
             found = session.scalar(
                 select(RetentionEntry.hash).where(RetentionEntry.seq == expected[0])

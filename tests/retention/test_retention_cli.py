@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
@@ -216,3 +218,69 @@ def test_upcoming_lists_what_goes_when(run: Invoke, add_recording: AddRecording)
     assert datetime.fromisoformat(rows[0]["due_at"]).utcoffset() is not None
     table = run("retention", "upcoming").out
     assert soon.recording_sid in table and "recording_sid" in table.splitlines()[0]
+
+
+# A storage outage is not tampering ------------------------------------------------------------
+
+
+def _verify_with(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    rt: Runtime,
+    recordings_url: str,
+) -> Result:
+    cli_env = {**env, "TWILIO_API_BASE_URL": rt.settings.twilio_api_base_url}
+    return run_cli(
+        capsys, monkeypatch, {**cli_env, "RECORDINGS_URL": recordings_url}, "retention", "verify"
+    )
+
+
+def test_verify_with_the_storage_directory_gone_says_so_once_and_exits_2(
+    env: dict[str, str],
+    rt: Runtime,
+    add_recording: AddRecording,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    for minute in range(3):
+        add_recording(datetime.now(UTC) - timedelta(minutes=minute))
+    result = _verify_with(capsys, monkeypatch, env, rt, f"file:{tmp_path / 'nowhere'}")
+    assert result.code == 2
+    assert result.err.count("\n") == 1
+    assert "RECORDINGS_URL" in result.err and "does not exist" in result.err
+    assert "mismatch" not in result.out + result.err
+
+
+def test_verify_with_s3_unreachable_says_so_once_and_exits_2(
+    env: dict[str, str],
+    rt: Runtime,
+    add_recording: AddRecording,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    aws_env: str,
+) -> None:
+    add_recording(datetime.now(UTC))
+    # Nothing listens on this port: connection refused, quickly, on every attempt.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    result = _verify_with(capsys, monkeypatch, env, rt, "s3://recordings-bucket/calls")
+    assert result.code == 2
+    assert "RECORDINGS_URL=s3://recordings-bucket/calls" in result.err
+    assert "cannot be reached" in result.err
+    assert "mismatch" not in result.out + result.err
+
+
+def test_verify_with_a_missing_bucket_says_so_once_and_exits_2(
+    env: dict[str, str],
+    rt: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    aws_env: str,
+) -> None:
+    result = _verify_with(capsys, monkeypatch, env, rt, "s3://no-such-bucket-here/calls")
+    assert result.code == 2
+    assert "the bucket does not exist" in result.err
