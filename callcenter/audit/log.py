@@ -60,6 +60,23 @@ def entry_hash(prev_hash: str, body: bytes) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + body).hexdigest()
 
 
+_TAIL = (
+    select(RetentionEntry.seq, RetentionEntry.hash, RetentionEntry.at)
+    .order_by(RetentionEntry.seq.desc())
+    .limit(1)
+)
+
+
+def _not_before(now: datetime, last: datetime | None) -> datetime:
+    """Return `now` in UTC, or the last entry's time if this process's clock is behind it.
+
+    The log's times never run backwards (verify reports an entry earlier than the one before
+    it): two hosts whose clocks differ by a little would otherwise write them out of order.
+    """
+    at = now.astimezone(UTC)
+    return max(at, last) if last is not None else at
+
+
 def append(
     session: Session,
     event: str,
@@ -79,11 +96,9 @@ def append(
     details = dict(details or {})
     if is_postgres(session):
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK_KEY})
-    tail = session.execute(
-        select(RetentionEntry.seq, RetentionEntry.hash).order_by(RetentionEntry.seq.desc()).limit(1)
-    ).first()
+    tail = session.execute(_TAIL).first()
     seq, prev_hash = (tail[0] + 1, tail[1]) if tail else (1, GENESIS_HASH)
-    at = now.astimezone(UTC)
+    at = _not_before(now, tail[2] if tail else None)
     body = canonical(
         seq=seq, at=at, event=event, recording_sid=recording_sid, actor=actor, details=details
     )
@@ -129,14 +144,13 @@ def append_many(session: Session, entries: Sequence[NewEntry]) -> list[int]:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK_KEY})
     # Entries added through the ORM but not flushed yet must be in the tail we read.
     session.flush()
-    tail = session.execute(
-        select(RetentionEntry.seq, RetentionEntry.hash).order_by(RetentionEntry.seq.desc()).limit(1)
-    ).first()
+    tail = session.execute(_TAIL).first()
     seq, prev_hash = (tail[0], tail[1]) if tail else (0, GENESIS_HASH)
+    last_at = tail[2] if tail else None
     rows: list[dict[str, Any]] = []
     for new in entries:
         seq += 1
-        at = new.at.astimezone(UTC)
+        at = last_at = _not_before(new.at, last_at)
         details = dict(new.details)
         body = canonical(
             seq=seq,
@@ -205,6 +219,7 @@ def check_chain(entries: Iterable[RetentionEntry]) -> Iterator[ChainProblem]:
     """Recompute the chain over entries in `seq` order and yield every break found."""
     expected_seq = 1
     prev_hash = GENESIS_HASH
+    prev_at: datetime | None = None
     for entry in entries:
         if entry.seq != expected_seq:
             yield ChainProblem(
@@ -223,7 +238,14 @@ def check_chain(entries: Iterable[RetentionEntry]) -> Iterator[ChainProblem]:
         )
         if entry_hash(entry.prev_hash, body) != entry.hash:
             yield ChainProblem(entry.seq, "content does not match its hash (edited)")
+        if prev_at is not None and entry.at < prev_at:
+            yield ChainProblem(
+                entry.seq,
+                f"its time {entry.at.isoformat()} is earlier than the entry before it "
+                f"({prev_at.isoformat()}): times run backwards",
+            )
         prev_hash = entry.hash
+        prev_at = entry.at
         expected_seq = entry.seq + 1
 
 
