@@ -11,18 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import phonenumbers
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from callcenter.audit import log as retention_log
+from callcenter.audit import notes
 from callcenter.audit.events import RetentionEvent
 from callcenter.recordings.models import LegalHold, Recording
 from callcenter.recordings.states import ClaimKind
 
-# Reasons and actors go into the retention log, which is kept for audit far longer than audio.
-MAX_REASON_CHARS = 1_000
-MAX_ACTOR_CHARS = 100
+# Reasons are kept beside the retention log (callcenter.audit.notes), which holds their hash;
+# who acted is a handle. The log is kept for audit far longer than audio.
 
 
 class HoldError(Exception):
@@ -43,24 +42,17 @@ class HoldView:
 
 
 def _clean_reason(reason: str) -> str:
-    reason = " ".join(reason.split())
-    if not reason:
-        raise HoldError("a reason is required")
-    if len(reason) > MAX_REASON_CHARS:
-        raise HoldError(f"the reason is longer than {MAX_REASON_CHARS} characters")
-    # The log must hold no phone number: refuse rather than quietly store one.
-    if any(True for _ in phonenumbers.PhoneNumberMatcher(reason, "LV")):
-        raise HoldError("the reason must not contain a phone number; refer to the case instead")
-    return reason
+    try:
+        return notes.clean_reason(reason)
+    except notes.NoteError as exc:
+        raise HoldError(str(exc)) from None
 
 
 def _clean_actor(actor: str) -> str:
-    actor = actor.strip()
-    if not actor:
-        raise HoldError("who places or releases the hold is required")
-    if len(actor) > MAX_ACTOR_CHARS:
-        raise HoldError(f"the actor is longer than {MAX_ACTOR_CHARS} characters")
-    return actor
+    try:
+        return notes.handle(actor, what="who places or releases the hold")
+    except notes.NoteError as exc:
+        raise HoldError(str(exc)) from None
 
 
 def _recording(session: Session, recording_sid: str) -> Recording:
@@ -119,7 +111,11 @@ def place(
         now=now,
         recording_sid=recording_sid,
         actor=actor,
-        details={"hold_id": hold.id, "reason": reason, "due_at": recording.due_at.isoformat()},
+        details={
+            "hold_id": hold.id,
+            **notes.reference(notes.keep(session, reason, now=now)),
+            "due_at": recording.due_at.isoformat(),
+        },
     )
     return hold
 
@@ -161,7 +157,7 @@ def release(
         actor=actor,
         details={
             "hold_id": hold.id,
-            "reason": reason,
+            **notes.reference(notes.keep(session, reason, now=now)),
             "due_at": recording.due_at.isoformat(),
             "past_due": recording.due_at <= now,
         },

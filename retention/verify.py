@@ -27,8 +27,9 @@ from sqlalchemy.orm import Session, aliased
 
 from callcenter.adapters.storage import Storage, StorageUnavailable, outage
 from callcenter.audit import log as retention_log
+from callcenter.audit import notes
 from callcenter.audit.events import RetentionEvent
-from callcenter.audit.models import RetentionEntry
+from callcenter.audit.models import AuditNote, RetentionEntry
 from callcenter.recordings.models import Recording
 from callcenter.recordings.policy import media_key
 from callcenter.recordings.states import RecordingStatus
@@ -65,6 +66,10 @@ class VerifySummary:
     # The last entry: a reviewer notes it, and a later run whose chain does not pass through
     # it shows that entries were cut off the end.
     head: tuple[int, str] | None = None
+    # Reasons redacted on a lawful request: reported as such, never as tampering.
+    redactions: list[str] = field(default_factory=list)
+    # Notes the chain refers to, by id: the SHA-256 each entry vouches for.
+    note_refs: dict[int, str] = field(default_factory=dict, repr=False)
 
     def line(self) -> str:
         head = f"; head: entry {self.head[0]} {self.head[1]}" if self.head else ""
@@ -106,11 +111,35 @@ def _all(
     # per recording: StorageUnavailable stops the run before any object is judged.
     storage.probe()
     yield from check_chain(session, summary)
+    yield from check_notes(session, summary)
     yield from check_stored(session, storage, sample=sample, summary=summary)
     yield from check_deleted_objects(session, storage, sample=sample, summary=summary)
     yield from check_overdue(session, now=now)
     yield from check_log_matches_rows(session)
     yield from check_logged_kept(session, storage)
+
+
+def check_notes(session: Session, summary: VerifySummary) -> Iterator[Mismatch]:
+    """Check the reasons kept beside the chain against the hashes the chain holds.
+
+    A redacted note (its text removed on a lawful request, with a record of it) is reported as
+    a redaction; a note edited, removed without a record, or swapped for another is a mismatch.
+    """
+    for problem in notes.check(session):
+        if problem.redacted:
+            summary.redactions.append(f"note {problem.note_id}: {problem.problem}")
+        else:
+            yield Mismatch("notes", f"note {problem.note_id}", problem.problem)
+    refs = summary.note_refs
+    for start in range(0, len(refs), PAGE_SIZE):
+        ids = list(refs)[start : start + PAGE_SIZE]
+        query = select(AuditNote.id, AuditNote.sha256).where(AuditNote.id.in_(ids))
+        kept = {note_id: sha256 for note_id, sha256 in session.execute(query)}
+        for note_id in ids:
+            if note_id not in kept:
+                yield Mismatch("notes", f"note {note_id}", "the log refers to it but it is gone")
+            elif kept[note_id] != refs[note_id]:
+                yield Mismatch("notes", f"note {note_id}", "its hash differs from the log's")
 
 
 def _raise_if_outage(storage: Storage, exc: Exception) -> None:
@@ -126,6 +155,9 @@ def check_chain(session: Session, summary: VerifySummary) -> Iterator[Mismatch]:
         for entry in retention_log.iter_entries(session):
             summary.entries += 1
             summary.head = (entry.seq, entry.hash)
+            for name, value in (entry.details or {}).items():
+                if name.endswith("_note") and isinstance(value, int):
+                    summary.note_refs[value] = str(entry.details.get(name[:-5] + "_sha256"))
             yield entry
 
     for problem in retention_log.check_chain(counted()):

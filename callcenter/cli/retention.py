@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from callcenter import settings as settings_module
 from callcenter.adapters.storage import StorageUnavailable
+from callcenter.audit import notes
 from callcenter.audit.models import RetentionEntry
 from callcenter.cli import common
 from callcenter.cli.common import CliError, emit, json_option, local_iso, unit_of_work
@@ -192,9 +193,26 @@ def verify_command(sample: int | None, expected_head: str | None) -> None:
                     f"chain: entry {expected[0]}: "
                     + ("missing (entries were cut off)" if found is None else "hash differs")
                 )
+    for redaction in summary.redactions:
+        click.echo(f"redacted: {redaction}")
     if summary.mismatches:
         raise CliError(f"retention verify: {summary.mismatches} mismatch(es) found")
     click.echo(summary.line())
+
+
+@group.command("redact")
+@click.argument("note_id", type=click.IntRange(1, None))
+@click.option("--reason", required=True, help="The lawful request this redaction answers.")
+@click.option("--by", help="Who redacts (a user handle; default: the OS user).")
+def redact_command(note_id: int, reason: str, by: str | None) -> None:
+    """Remove a reason's text kept beside the log (its hash stays; verify reports it)."""
+    actor = _who(by)
+    with unit_of_work() as session:
+        try:
+            notes.redact(session, note_id, by=actor, why=reason, now=common.now())
+        except notes.NoteError as exc:
+            raise CliError(str(exc)) from None
+    click.echo(f"note {note_id} redacted; the log keeps its hash")
 
 
 @group.command("upcoming")

@@ -284,3 +284,29 @@ def test_verify_with_a_missing_bucket_says_so_once_and_exits_2(
     result = _verify_with(capsys, monkeypatch, env, rt, "s3://no-such-bucket-here/calls")
     assert result.code == 2
     assert "the bucket does not exist" in result.err
+
+
+def test_hold_by_a_full_name_is_refused_in_one_line(
+    run: Invoke, add_recording: AddRecording, rt: Runtime
+) -> None:
+    recording = add_recording(LONG_AGO)
+    result = run("retention", "hold", recording.recording_sid, "--reason", "x", "--by", "Jānis B")
+    assert result.code != 0
+    assert "user handle" in result.err and result.err.count("\n") == 1
+    assert entries(rt.sessions, "hold_placed") == []
+
+
+def test_redact_removes_a_reason_and_verify_reports_the_redaction(
+    run: Invoke, add_recording: AddRecording, rt: Runtime
+) -> None:
+    recording = add_recording(datetime.now(UTC))
+    assert run("retention", "hold", recording.recording_sid, "--reason", "Case A").code == 0
+    [placed] = entries(rt.sessions, "hold_placed")
+    note = placed.details["reason_note"]
+    result = run("retention", "redact", str(note), "--reason", "Lawful request 7", "--by", "dpo")
+    assert result.code == 0, result.err
+    again = run("retention", "redact", str(note), "--reason", "again", "--by", "dpo")
+    assert again.code != 0 and "already redacted" in again.err
+    verified = run("retention", "verify")
+    assert verified.code == 0, verified.out + verified.err
+    assert f"redacted: note {note}: redacted on" in verified.out

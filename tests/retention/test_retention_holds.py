@@ -7,11 +7,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from callcenter.audit import notes
+from callcenter.audit.models import AuditNote
 from callcenter.db import transaction
 from callcenter.recordings.models import LegalHold, Recording
 from callcenter.recordings.states import ClaimKind
 from callcenter.runtime import Runtime
 from retention import holds
+from retention import verify as verify_module
 from retention.sweep import sweep
 from tests.retention.conftest import AddRecording, entries, reload
 
@@ -60,13 +63,59 @@ def test_hold_and_release_are_logged_with_who_and_why(
     release(rt, recording.recording_sid, DUE + timedelta(days=1))
     [placed] = entries(rt.sessions, "hold_placed")
     [released] = entries(rt.sessions, "hold_released")
-    assert (placed.actor, placed.details["reason"]) == ("jberzins", "Case 2026/17")
-    assert (released.actor, released.details["reason"]) == ("auditor", "Case closed")
-    assert released.details["past_due"] is True
     with rt.sessions() as session:
+        # The chain holds who (a handle) and the reason's hash; the text is kept beside it.
+        assert "reason" not in placed.details and "reason" not in released.details
+        placed_reason = notes.text_of(session, placed.details["reason_note"])
+        released_reason = notes.text_of(session, released.details["reason_note"])
+        assert (placed.actor, placed_reason) == ("jberzins", "Case 2026/17")
+        assert (released.actor, released_reason) == ("auditor", "Case closed")
+        assert placed.details["reason_sha256"] == notes.digest("Case 2026/17")
         [hold] = session.scalars(select(LegalHold)).all()
         assert hold.released_by == "auditor" and hold.release_reason == "Case closed"
         assert holds.active(session) == []
+    assert released.details["past_due"] is True
+
+
+def test_a_full_name_is_refused_as_who_acted_and_nothing_is_written(
+    rt: Runtime, add_recording: AddRecording
+) -> None:
+    recording = add_recording(STARTED)
+    with pytest.raises(holds.HoldError, match="user handle"), transaction(rt.sessions) as s:
+        holds.place(s, recording.recording_sid, reason="Case 1", actor="Jānis Bērziņš", now=DUE)
+    assert entries(rt.sessions, "hold_placed") == []
+
+
+def test_a_redacted_reason_is_reported_as_a_redaction_and_verification_still_passes(
+    rt: Runtime, add_recording: AddRecording
+) -> None:
+    recording = add_recording(STARTED)
+    place(rt, recording.recording_sid, reason="Complaint by a named colleague", actor="jberzins")
+    [placed] = entries(rt.sessions, "hold_placed")
+    with transaction(rt.sessions) as session:
+        notes.redact(
+            session, placed.details["reason_note"], by="dpo", why="Lawful request 7", now=DUE
+        )
+    summary = verify_module.VerifySummary()
+    with rt.sessions() as session:
+        problems = list(verify_module.verify(session, rt.storage, now=DUE, summary=summary))
+        assert notes.text_of(session, placed.details["reason_note"]) is None
+    assert problems == []
+    assert len(summary.redactions) == 1 and "by dpo" in summary.redactions[0]
+
+
+def test_an_edited_reason_is_tampering(rt: Runtime, add_recording: AddRecording) -> None:
+    recording = add_recording(STARTED)
+    place(rt, recording.recording_sid, reason="Case 2026/17", actor="jberzins")
+    [placed] = entries(rt.sessions, "hold_placed")
+    with transaction(rt.sessions) as session:
+        note = session.get_one(AuditNote, placed.details["reason_note"])
+        note.text = "Case 2026/18"
+    with rt.sessions() as session:
+        problems = list(verify_module.verify(session, rt.storage, now=DUE))
+    assert [(p.check, p.problem) for p in problems] == [
+        ("notes", "text does not match its hash (edited)")
+    ]
 
 
 @pytest.mark.parametrize(
