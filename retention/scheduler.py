@@ -29,10 +29,12 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from callcenter import leases
+from callcenter.adapters.storage import StorageUnavailable
 from callcenter.db import transaction
 from callcenter.recordings.ingest import ingest_pending
 from callcenter.recordings.reconcile import reconcile
 from callcenter.runtime import Runtime
+from retention import verify
 from retention.sweep import sweep
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,8 @@ LEASE_RENEW = timedelta(seconds=30)
 LEASE_TTL = timedelta(seconds=120)
 # The sweep runs at night, local time, when the line is closed and storage is quiet.
 SWEEP_HOUR, SWEEP_MINUTE = 2, 30
+# The log and a sample of storage are verified once a day, after reconciliation.
+VERIFY_HOUR, VERIFY_MINUTE = 4, 0
 # Reconciliation lists Twilio's recordings once a day, after the sweep.
 RECONCILE_HOUR, RECONCILE_MINUTE = 3, 15
 # Ingestion moves pending recordings to storage every minute.
@@ -53,6 +57,22 @@ MISFIRE_GRACE_SECONDS = 3_600
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def verify_job(runtime: Runtime, now: datetime) -> None:
+    """Verify the log and a sample of storage, and keep the result (compliance reads it)."""
+    try:
+        with transaction(runtime.sessions) as session:
+            result = verify.run(
+                session, runtime.storage, now=now, by="scheduler", sample=verify.DAILY_SAMPLE
+            )
+    except StorageUnavailable as exc:
+        log.error("daily verification: %s", exc)
+        return
+    if result.ok:
+        log.info("daily verification: ok, %d entries, head %s", result.entries, result.head)
+    else:
+        log.error("daily verification: %d problem(s): %s", len(result.problems), result.problems[0])
 
 
 def sweep_job(runtime: Runtime, now: datetime, stop: threading.Event | None = None) -> None:
@@ -180,6 +200,11 @@ def build_scheduler(
         guarded(lease, "reconcile-recordings", reconcile_job),
         CronTrigger(hour=RECONCILE_HOUR, minute=RECONCILE_MINUTE, timezone=zone),
         id="reconcile-recordings",
+    )
+    scheduler.add_job(
+        guarded(lease, "verify-retention", verify_job),
+        CronTrigger(hour=VERIFY_HOUR, minute=VERIFY_MINUTE, timezone=zone),
+        id="verify-retention",
     )
     return scheduler
 

@@ -29,7 +29,7 @@ from callcenter.adapters.storage import Storage, StorageUnavailable, outage
 from callcenter.audit import log as retention_log
 from callcenter.audit import notes
 from callcenter.audit.events import RetentionEvent
-from callcenter.audit.models import AuditNote, RetentionEntry
+from callcenter.audit.models import AuditNote, RetentionEntry, VerificationRun
 from callcenter.recordings.models import Recording
 from callcenter.recordings.policy import media_key
 from callcenter.recordings.states import RecordingStatus
@@ -70,14 +70,6 @@ class VerifySummary:
     redactions: list[str] = field(default_factory=list)
     # Notes the chain refers to, by id: the SHA-256 each entry vouches for.
     note_refs: dict[int, str] = field(default_factory=dict, repr=False)
-
-    def line(self) -> str:
-        head = f"; head: entry {self.head[0]} {self.head[1]}" if self.head else ""
-        return (
-            f"retention verify: ok: {self.entries} log entries chained, "
-            f"{self.stored_checked} kept recordings match storage, "
-            f"{self.deleted_checked} deleted recordings have no version left{head}"
-        )
 
 
 def verify(
@@ -380,3 +372,59 @@ def check_log_matches_rows(session: Session) -> Iterator[Mismatch]:
         yield Mismatch(
             "log", str(entry_sid), f"entry {seq} says stored but no such recording exists"
         )
+
+
+# How many recordings the scheduler's daily verification samples from storage.
+DAILY_SAMPLE = 200
+# A last verification older than this is a warning on the console and in /healthz.
+STALE_AFTER = timedelta(days=2)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one verification found, as kept in its history."""
+
+    ok: bool
+    head: str | None
+    entries: int
+    problems: list[str]
+    redactions: list[str]
+
+
+def run(
+    session: Session, storage: Storage, *, now: datetime, by: str, sample: int | None = None
+) -> RunResult:
+    """Verify, keep the result in the history (`verification_runs`), and return it.
+
+    Rules: the caller commits; a storage outage raises StorageUnavailable and keeps no result
+    (nothing was judged). `by` is a user handle, or "scheduler".
+    """
+    summary = VerifySummary()
+    problems = [str(m) for m in verify(session, storage, now=now, sample=sample, summary=summary)]
+    head = f"{summary.head[0]}:{summary.head[1]}" if summary.head else None
+    result = RunResult(not problems, head, summary.entries, problems, summary.redactions)
+    session.add(
+        VerificationRun(
+            at=now,
+            by=notes.handle(by),
+            sample=sample,
+            ok=result.ok,
+            head=head,
+            entries=summary.entries,
+            # Bounded: a broken store could list a problem per recording.
+            problems=problems[:1_000],
+        )
+    )
+    session.flush()
+    return result
+
+
+def history(session: Session, *, limit: int = 50) -> list[VerificationRun]:
+    """The latest verifications, newest first."""
+    query = select(VerificationRun).order_by(VerificationRun.at.desc(), VerificationRun.id.desc())
+    return list(session.scalars(query.limit(limit)))
+
+
+def last_run(session: Session) -> VerificationRun | None:
+    found = history(session, limit=1)
+    return found[0] if found else None

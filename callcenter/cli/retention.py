@@ -163,41 +163,73 @@ def log_command(since: str | None, fmt: str) -> None:
     metavar="SEQ:HASH",
     help="A head printed by an earlier run: the chain must still pass through it.",
 )
-def verify_command(sample: int | None, expected_head: str | None) -> None:
-    """Check the log's hash chain and that storage matches the log; non-zero on any mismatch."""
-    rt = common.runtime()
+@click.option("--by", help="Who verifies (a user handle; default: the OS user).")
+def verify_command(sample: int | None, expected_head: str | None, by: str | None) -> None:
+    """Check the log's hash chain and that storage matches the log; non-zero on any mismatch.
+
+    The result is kept in the verification history (`retention verifications`). A storage
+    outage exits 2 and keeps no result: nothing was judged.
+    """
     expected: tuple[int, str] | None = None
     if expected_head is not None:
         seq, _, digest = expected_head.partition(":")
         if not seq.isdigit() or len(digest) != 64:
             raise CliError(f"--head: expected SEQ:HASH as printed by verify, got {expected_head!r}")
         expected = (int(seq), digest)
-    summary = verify_module.VerifySummary()
-    with rt.sessions() as session:
-        try:
-            for mismatch in verify_module.verify(
-                session, rt.storage, now=common.now(), sample=sample, summary=summary
-            ):
-                click.echo(str(mismatch))
-        except StorageUnavailable as exc:
-            # Not tampering and not a mismatch: nothing could be checked. Exit 2, one line.
-            click.echo(f"retention verify: {exc}; nothing was judged", err=True)
-            raise SystemExit(2) from None
-        if expected is not None:
-            found = session.scalar(
-                select(RetentionEntry.hash).where(RetentionEntry.seq == expected[0])
+    actor = _who(by)
+    rt = common.runtime()
+    try:
+        with unit_of_work() as session:
+            result = verify_module.run(
+                session, rt.storage, now=common.now(), by=actor, sample=sample
             )
-            if found != expected[1]:
-                summary.mismatches += 1
-                click.echo(
-                    f"chain: entry {expected[0]}: "
-                    + ("missing (entries were cut off)" if found is None else "hash differs")
+            problems = list(result.problems)
+            if expected is not None:
+                found = session.scalar(
+                    select(RetentionEntry.hash).where(RetentionEntry.seq == expected[0])
                 )
-    for redaction in summary.redactions:
+                if found != expected[1]:
+                    problems.append(
+                        f"chain: entry {expected[0]}: "
+                        + ("missing (entries were cut off)" if found is None else "hash differs")
+                    )
+    except StorageUnavailable as exc:
+        # Not tampering and not a mismatch: nothing could be checked. Exit 2, one line.
+        click.echo(f"retention verify: {exc}; nothing was judged", err=True)
+        raise SystemExit(2) from None
+    except notes.NoteError as exc:
+        raise CliError(f"--by: {exc}") from None
+    for problem in problems:
+        click.echo(problem)
+    for redaction in result.redactions:
         click.echo(f"redacted: {redaction}")
-    if summary.mismatches:
-        raise CliError(f"retention verify: {summary.mismatches} mismatch(es) found")
-    click.echo(summary.line())
+    if problems:
+        raise CliError(f"retention verify: {len(problems)} mismatch(es) found")
+    click.echo(
+        f"retention verify: ok: {result.entries} log entries chained; storage matches the log"
+        + (f" (a sample of {sample})" if sample else "")
+        + (f"; head: entry {result.head.replace(':', ' ', 1)}" if result.head else "")
+    )
+
+
+@group.command("verifications")
+@json_option
+def verifications_command(as_json: bool) -> None:
+    """List the latest verifications (command line, console, the daily job), newest first."""
+    with common.runtime().sessions() as session:
+        rows = [
+            {
+                "at": local_iso(run.at),
+                "by": run.by,
+                "sample": run.sample,
+                "ok": run.ok,
+                "head": run.head,
+                "entries": run.entries,
+                "problems": len(run.problems) if not as_json else run.problems,
+            }
+            for run in verify_module.history(session)
+        ]
+    emit(rows, as_json, ["at", "by", "ok", "sample", "entries", "head", "problems"])
 
 
 @group.command("redact")

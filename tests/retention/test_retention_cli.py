@@ -15,6 +15,8 @@ from sqlalchemy import Engine, select
 
 from callcenter.recordings.models import Recording
 from callcenter.runtime import Runtime
+from retention import scheduler
+from retention import verify as verify_module
 from tests.cli import Result
 from tests.cli import run as run_cli
 from tests.fakes.twilio_api import FakeTwilio
@@ -310,3 +312,27 @@ def test_redact_removes_a_reason_and_verify_reports_the_redaction(
     verified = run("retention", "verify")
     assert verified.code == 0, verified.out + verified.err
     assert f"redacted: note {note}: redacted on" in verified.out
+
+
+def test_every_verification_is_kept_in_the_history_newest_first(
+    run: Invoke, rt: Runtime, engine: Engine, add_recording: AddRecording
+) -> None:
+    add_recording(datetime.now(UTC))
+    assert run("retention", "verify", "--by", "auditor").code == 0
+    tamper(engine, "UPDATE retention_log SET actor = 'x' WHERE seq = 1")
+    assert run("retention", "verify", "--sample", "1", "--by", "auditor2").code == 1
+    listed = run("retention", "verifications", "--json")
+    assert listed.code == 0
+    newest, oldest = listed.json()
+    assert (newest["by"], newest["ok"], newest["sample"]) == ("auditor2", False, 1)
+    assert newest["problems"] == ["chain: entry 1: content does not match its hash (edited)"]
+    assert (oldest["by"], oldest["ok"], oldest["problems"]) == ("auditor", True, [])
+    assert oldest["head"].startswith("1:")
+
+
+def test_the_daily_job_keeps_its_verification_too(rt: Runtime, add_recording: AddRecording) -> None:
+    add_recording(datetime.now(UTC))
+    scheduler.verify_job(rt, datetime.now(UTC))
+    with rt.sessions() as session:
+        [kept] = verify_module.history(session)
+    assert (kept.by, kept.ok, kept.sample) == ("scheduler", True, verify_module.DAILY_SAMPLE)

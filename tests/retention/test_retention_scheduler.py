@@ -109,7 +109,9 @@ def test_the_scheduler_wires_each_job_in_the_line_time_zone(rt: Runtime) -> None
         "retention-sweep",
         "ingest-recordings",
         "reconcile-recordings",
+        "verify-retention",
     }
+    assert {f.name: str(f) for f in jobs["verify-retention"].trigger.fields}["hour"] == "4"
     sweep = jobs["retention-sweep"].trigger
     assert isinstance(sweep, CronTrigger)
     assert str(sweep.timezone) == "Europe/Riga"
