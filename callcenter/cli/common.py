@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -117,3 +119,13 @@ def _cell(value: Any) -> str:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
+
+
+def who(by: str | None) -> str:
+    """Who runs a command that is logged: `--by`, else the OS user (a handle, not a name)."""
+    if by is not None:
+        return by
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except Exception:
+        raise CliError("--by: cannot tell who you are; pass --by WHO") from None

@@ -1,7 +1,10 @@
-"""`callcenter recordings ...` commands: ingest, reconcile, list."""
+"""`callcenter recordings ...` commands: ingest, reconcile, list, access."""
 
 from __future__ import annotations
 
+import shutil
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import click
@@ -16,11 +19,14 @@ from callcenter.cli.common import (
     now,
     parse_date,
     runtime,
+    unit_of_work,
+    who,
 )
+from callcenter.recordings import access as access_module
 from callcenter.recordings import ingest as ingestion
 from callcenter.recordings import reconcile as reconciliation
 from callcenter.recordings.models import Recording
-from callcenter.recordings.states import RecordingStatus
+from callcenter.recordings.states import AccessPurpose, RecordingStatus
 
 STATUSES = tuple(RecordingStatus)
 
@@ -126,3 +132,48 @@ def list_(as_json: bool, status: str | None, limit: int) -> None:
 
 def register(cli: click.Group) -> None:
     cli.add_command(group)
+
+
+@group.command("access")
+@click.argument("recording_sid")
+@click.option("--reason", required=True, help="Why you need the audio (kept on the record).")
+@click.option(
+    "--purpose",
+    type=click.Choice([str(p) for p in AccessPurpose]),
+    default=str(AccessPurpose.LISTEN),
+    show_default=True,
+)
+@click.option("--by", help="Who asks (a user handle; default: the OS user).")
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Where to write the audio (WAV).",
+)
+def access(recording_sid: str, reason: str, purpose: str, by: str | None, output: Path) -> None:
+    """Write a recording's audio to a file, logging who asked and why before any byte is read."""
+    actor = who(by)
+    rt = runtime()
+    with unit_of_work() as session:
+        try:
+            granted = access_module.grant(
+                session, recording_sid, actor=actor, reason=reason, purpose=purpose, now=now()
+            )
+        except access_module.AccessRefused as exc:
+            raise CliError(str(exc)) from None
+    # Committed: the access is on the record before the audio leaves storage.
+    partial = output.with_name(f".{output.name}.part")
+    try:
+        with closing(rt.storage.open(granted.key)) as source, partial.open("wb") as target:
+            shutil.copyfileobj(source, target, 1024 * 1024)
+        partial.replace(output)
+    except KeyError:
+        partial.unlink(missing_ok=True)
+        raise CliError(f"recording {recording_sid}: its object is missing from storage") from None
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise CliError(f"--output: {exc.strerror or exc}") from None
+    held = " (on legal hold)" if granted.on_hold else ""
+    click.echo(
+        f"{recording_sid}{held}: written to {output}; access logged as entry {granted.entry_seq}"
+    )

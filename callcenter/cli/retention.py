@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-import os
 import sys
 
 import click
@@ -23,15 +21,6 @@ from retention import verify as verify_module
 @click.group("retention")
 def group() -> None:
     """Delete recorded audio when it is due, hold it for legal reasons, and prove it."""
-
-
-def _who(by: str | None) -> str:
-    if by is not None:
-        return by
-    try:
-        return os.environ.get("USER") or getpass.getuser()
-    except Exception:
-        raise CliError("--by: cannot tell who you are; pass --by WHO") from None
 
 
 @group.command("run")
@@ -91,7 +80,7 @@ def run_command(dry_run: bool, batch_size: int) -> None:
 @click.option("--by", help="Who places the hold (default: the OS user).")
 def hold_command(recording_sid: str, reason: str, by: str | None) -> None:
     """Place a legal hold: the recording is not deleted until the hold is released."""
-    actor = _who(by)
+    actor = common.who(by)
     try:
         with unit_of_work() as session:
             hold = holds.place(session, recording_sid, reason=reason, actor=actor, now=common.now())
@@ -106,7 +95,7 @@ def hold_command(recording_sid: str, reason: str, by: str | None) -> None:
 @click.option("--by", help="Who releases the hold (default: the OS user).")
 def release_command(recording_sid: str, reason: str, by: str | None) -> None:
     """Release a legal hold; a recording already past due goes at the next sweep."""
-    actor = _who(by)
+    actor = common.who(by)
     now = common.now()
     try:
         with unit_of_work() as session:
@@ -176,7 +165,7 @@ def verify_command(sample: int | None, expected_head: str | None, by: str | None
         if not seq.isdigit() or len(digest) != 64:
             raise CliError(f"--head: expected SEQ:HASH as printed by verify, got {expected_head!r}")
         expected = (int(seq), digest)
-    actor = _who(by)
+    actor = common.who(by)
     rt = common.runtime()
     try:
         with unit_of_work() as session:
@@ -238,7 +227,7 @@ def verifications_command(as_json: bool) -> None:
 @click.option("--by", help="Who redacts (a user handle; default: the OS user).")
 def redact_command(note_id: int, reason: str, by: str | None) -> None:
     """Remove a reason's text kept beside the log (its hash stays; verify reports it)."""
-    actor = _who(by)
+    actor = common.who(by)
     with unit_of_work() as session:
         try:
             notes.redact(session, note_id, by=actor, why=reason, now=common.now())

@@ -21,3 +21,10 @@ class ClaimKind(StrEnum):
     INGEST = "ingest"
     RECONCILE = "reconcile"
     SWEEP = "retention-sweep"
+
+
+class AccessPurpose(StrEnum):
+    """Why audio leaves storage for a person: to listen in the browser, or to download it."""
+
+    LISTEN = "listen"
+    DOWNLOAD = "download"
