@@ -9,13 +9,17 @@ How one run goes:
    follows what is due and memory follows the batch size, not what is kept.
 4. For each batch: skip and count recordings under legal hold; claim the rest with a conditional
    UPDATE (`claimed_by`/`claimed_until`, the same claim ingestion uses, so a recording being
-   ingested is left alone and a hold cannot be placed while its deletion runs); delete the stored
+   ingested is left alone and a hold cannot be placed while its deletion runs; `claim_kind`
+   says it is the sweep's); append `delete_started` for each and commit; delete the stored
    object with all its versions (`storage.delete_all`, at most 1,000 keys per call, per-key
    errors read) and Twilio's copy when it may still be there (404 means already gone).
 5. ONLY THEN, in one transaction per batch, mark each recording whose every copy is gone
    (`status='deleted'`, `deleted_at`) and append its `deleted` entry; each failure appends
    `delete_failed` with its error and is retried at the next run.
 6. Append `sweep_finished` with the counts and give the lease back.
+
+The lease and the claims last SWEEP_LEASE_TTL (90 s) and a heartbeat renews them while the run
+lives, so a sweep killed mid-run blocks the next one for at most that long.
 
 A crash anywhere leaves either nothing or a retry: storage deletion is idempotent (a key with no
 versions left deletes as "0 versions, no error") and Twilio's 404 counts as already gone, so the
@@ -61,13 +65,14 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 1_000
 # S3 DeleteObjects takes at most 1,000 keys a request; we never hand the adapter more at once.
 STORAGE_DELETE_CHUNK = 1_000
-# The sweep's lease outlives one batch by far; it is renewed after every batch, so a sweep that
-# died is replaced within this time, and a live one never loses it.
-SWEEP_LEASE_TTL = timedelta(minutes=15)
+# A heartbeat renews the sweep's lease and its claims every SWEEP_HEARTBEAT while it runs, so a
+# sweep that died (SIGKILL, a lost machine) loses both within SWEEP_LEASE_TTL and the next run
+# may go on; a live one, however slow a batch, never loses them.
+SWEEP_HEARTBEAT = timedelta(seconds=20)
+SWEEP_LEASE_TTL = timedelta(seconds=90)
 SWEEP_LEASE = "retention-sweep"
-# A claim on a recording covers its deletion: long enough for a batch of slow Twilio calls,
-# short enough that a crashed sweep's claims have expired by the next daily run.
-CLAIM_TTL = timedelta(hours=1)
+# A claim on a recording lives exactly as long as the lease that took it.
+CLAIM_TTL = SWEEP_LEASE_TTL
 # Session-level advisory lock key on PostgreSQL ("RSWP"): a second guard beside the lease.
 SWEEP_ADVISORY_LOCK_KEY = 0x52535750
 # Error texts kept in the log are cut here; the full error goes to the process log.
@@ -283,18 +288,15 @@ def _run_batches(
     batch_size: int,
     stop: threading.Event | None,
 ) -> None:
-    with runtime.sessions() as reader:
+    with runtime.sessions() as reader, _Heartbeat(runtime, holder, clock) as heartbeat:
         for batch in due_batches(reader, now=now, batch_size=batch_size):
             # The reader holds no locks between batches (SQLite would otherwise keep a read
             # snapshot open for the whole run).
             reader.rollback()
             report.batches += 1
             _sweep_batch(runtime, report, batch, clock=clock, holder=holder)
-            with transaction(runtime.sessions) as session:
-                if not leases.acquire(
-                    session, SWEEP_LEASE, holder, now=clock(), ttl=SWEEP_LEASE_TTL
-                ):
-                    raise RuntimeError("retention sweep lost its lease; stopping")
+            if not heartbeat.beat():
+                raise RuntimeError("retention sweep lost its lease; stopping")
             if stop is not None and stop.is_set():
                 report.stopped = True
                 log.info("retention sweep: asked to stop; the rest waits for the next run")
@@ -321,6 +323,7 @@ def _sweep_batch(
     if not claimed:
         return
     outcomes = {row.id: _Outcome(row) for row in claimed}
+    _log_intent(runtime, claimed, clock=clock)
     _delete_stored_objects(runtime, outcomes)
     _delete_provider_copies(runtime, outcomes)
     _finalise(runtime, report, outcomes, clock=clock, holder=holder)
@@ -354,6 +357,31 @@ def _claim(
         ).all()
     by_id = {row[0]: DueRecording(*row) for row in claimed}
     return [by_id[row.id] for row in rows if row.id in by_id]
+
+
+def _log_intent(
+    runtime: Runtime, rows: Sequence[DueRecording], *, clock: Callable[[], datetime]
+) -> None:
+    """Append `delete_started` for each claimed row, committed before storage is touched.
+
+    Then the log tells when each deletion began even across a crash: the `deleted` that a
+    later run writes (with no versions left to delete) follows this entry.
+    """
+    at = clock()
+    with transaction(runtime.sessions) as session:
+        retention_log.append_many(
+            session,
+            [
+                retention_log.NewEntry(
+                    RetentionEvent.DELETE_STARTED,
+                    at,
+                    row.recording_sid,
+                    ACTOR,
+                    {"due_at": row.due_at.isoformat(), "object_key": row.object_key},
+                )
+                for row in rows
+            ],
+        )
 
 
 def _delete_stored_objects(runtime: Runtime, outcomes: dict[int, _Outcome]) -> None:
@@ -520,6 +548,62 @@ def _note_held(report: SweepReport, row: DueRecording) -> None:
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+
+
+def renew(session: Session, holder: str, at: datetime) -> bool:
+    """Renew the sweep's lease and every claim it holds; tell whether the lease is still ours."""
+    if not leases.acquire(session, SWEEP_LEASE, holder, now=at, ttl=SWEEP_LEASE_TTL):
+        return False
+    session.execute(
+        update(Recording)
+        .where(Recording.claimed_by == holder, Recording.claim_kind == ClaimKind.SWEEP)
+        .values(claimed_until=at + CLAIM_TTL)
+        .execution_options(synchronize_session=False)
+    )
+    return True
+
+
+class _Heartbeat:
+    """Renew the lease and claims every SWEEP_HEARTBEAT from a thread, and after each batch.
+
+    A batch can take longer than the lease (a slow storage, Twilio's retries): the thread keeps
+    a live sweep's lease; a dead process's thread dies with it, which is the point.
+    """
+
+    def __init__(self, runtime: Runtime, holder: str, clock: Callable[[], datetime]) -> None:
+        self.runtime = runtime
+        self.holder = holder
+        self.clock = clock
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sweep-heartbeat", daemon=True)
+
+    def beat(self) -> bool:
+        if self.lost.is_set():
+            return False
+        try:
+            with transaction(self.runtime.sessions) as session:
+                ours = renew(session, self.holder, self.clock())
+        except Exception as exc:
+            # A database blip is retried at the next beat; the lease outlives a few of them.
+            log.warning("retention sweep: heartbeat failed: %s", _describe(exc))
+            return True
+        if not ours:
+            self.lost.set()
+        return ours
+
+    def _run(self) -> None:
+        while not self._stop.wait(SWEEP_HEARTBEAT.total_seconds()):
+            if not self.beat():
+                return
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 @contextmanager

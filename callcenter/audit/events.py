@@ -8,6 +8,9 @@ from enum import StrEnum
 class RetentionEvent(StrEnum):
     STORED = "stored"
     PROVIDER_COPY_DELETED = "provider_copy_deleted"
+    # Written before storage is touched, so the log tells when a deletion began even if the
+    # sweep dies before its `deleted` confirmation.
+    DELETE_STARTED = "delete_started"
     DELETED = "deleted"
     DELETE_FAILED = "delete_failed"
     HOLD_PLACED = "hold_placed"

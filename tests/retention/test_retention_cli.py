@@ -154,7 +154,7 @@ def test_log_as_json_and_csv(run: Invoke, rt: Runtime, add_recording: AddRecordi
     run("retention", "run")
     as_json = json.loads(run("retention", "log", "--format", "json").out)
     events = [e["event"] for e in as_json]
-    assert events == ["stored", "sweep_started", "deleted", "sweep_finished"]
+    assert events == ["stored", "sweep_started", "delete_started", "deleted", "sweep_finished"]
     for entry in as_json:
         assert {"at", "event", "recording_sid", "hash", "prev_hash", "seq", "actor"} <= set(entry)
         at = datetime.fromisoformat(entry["at"])
@@ -181,7 +181,7 @@ def test_verify_is_clean_then_names_each_mismatch(
     run("retention", "run")
     clean = run("retention", "verify")
     assert clean.code == 0, clean.out + clean.err
-    assert clean.out.startswith("retention verify: ok: 5 log entries chained")
+    assert clean.out.startswith("retention verify: ok: 6 log entries chained")
     assert run("retention", "verify", "--sample", "1").code == 0
 
     tamper(engine, "UPDATE retention_log SET actor = 'x' WHERE seq = 1")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
+from callcenter import leases
 from callcenter.db import transaction
 from callcenter.leases import Lease
 from callcenter.recordings.models import Recording
@@ -257,10 +259,52 @@ def test_a_crashed_runs_claims_keep_others_off_until_they_expire(
     with pytest.raises(Crash):
         sweep(rt, now=DUE)
     monkeypatch.undo()
-    soon = sweep(rt, now=DUE + timedelta(minutes=5))
+    soon = sweep(rt, now=DUE + sweep_module.CLAIM_TTL - SECOND)
     assert (soon.deleted, soon.busy) == (0, 1)
     later = sweep(rt, now=DUE + sweep_module.CLAIM_TTL + SECOND)
     assert later.deleted == 1
+    # The log tells when the deletion began (the dead run's intent), then that it was done.
+    events = [e.event for e in entries(rt.sessions) if e.recording_sid is not None]
+    assert events == ["stored", "delete_started", "delete_started", "deleted"]
+
+
+def test_a_dead_sweeps_lease_is_taken_over_within_its_ttl(
+    rt: Runtime, add_recording: AddRecording
+) -> None:
+    add_recording(STARTED)
+    # A sweep that died holding its lease (SIGKILL: no release, no heartbeat).
+    with transaction(rt.sessions) as session:
+        assert leases.acquire(
+            session, sweep_module.SWEEP_LEASE, "dead", now=DUE, ttl=sweep_module.SWEEP_LEASE_TTL
+        )
+    assert sweep(rt, now=DUE + sweep_module.SWEEP_LEASE_TTL - SECOND).refused
+    assert sweep(rt, now=DUE + sweep_module.SWEEP_LEASE_TTL + SECOND).deleted == 1
+    assert timedelta(minutes=2) >= sweep_module.SWEEP_LEASE_TTL
+
+
+def test_the_heartbeat_keeps_a_live_sweeps_lease_and_claims_through_a_slow_batch(
+    rt: Runtime, add_recording: AddRecording, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seconds instead of minutes, so that a batch outlasts the lease many times over.
+    monkeypatch.setattr(sweep_module, "SWEEP_LEASE_TTL", timedelta(seconds=0.6))
+    monkeypatch.setattr(sweep_module, "CLAIM_TTL", timedelta(seconds=0.6))
+    monkeypatch.setattr(sweep_module, "SWEEP_HEARTBEAT", timedelta(seconds=0.1))
+    recording = add_recording(STARTED)
+    real = type(rt.storage).delete_all
+    rivals: list[sweep_module.SweepReport] = []
+
+    def slow(self: object, keys: list[str]) -> object:
+        time.sleep(1.5)
+        # Mid-batch, long after the first lease would have expired without its heartbeat.
+        rivals.append(sweep(rt, now=datetime.now(UTC) + timedelta(days=1)))
+        return real(self, keys)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(rt.storage), "delete_all", slow)
+    # Real time: the heartbeat's clock moves with the wall clock from `now`.
+    first = sweep(rt, now=datetime.now(UTC) + timedelta(days=1))
+    assert [r.refused for r in rivals] == [True]
+    assert first.deleted == 1
+    assert [e.recording_sid for e in entries(rt.sessions, "deleted")] == [recording.recording_sid]
 
 
 def test_pending_recordings_past_due_lose_twilios_copy_and_are_closed(

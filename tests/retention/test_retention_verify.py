@@ -47,7 +47,7 @@ def edit_row(engine: Engine, sid: str, **values: object) -> None:
 
 @pytest.fixture
 def history(rt: Runtime, add_recording: AddRecording) -> list[Recording]:
-    """Three stored recordings, the first deleted by a sweep: a log of 6 entries."""
+    """Three stored recordings, the first deleted by a sweep: a log of 7 entries."""
     made = [add_recording(STARTED), add_recording(STARTED + timedelta(days=30))]
     made.append(add_recording(STARTED + timedelta(days=40)))
     assert sweep(rt, now=DUE).deleted == 1
@@ -58,7 +58,7 @@ def test_a_consistent_history_verifies_clean(rt: Runtime, history: list[Recordin
     summary = VerifySummary()
     with rt.sessions() as session:
         assert list(verify(session, rt.storage, now=DUE, summary=summary)) == []
-    assert (summary.entries, summary.stored_checked, summary.deleted_checked) == (6, 2, 1)
+    assert (summary.entries, summary.stored_checked, summary.deleted_checked) == (7, 2, 1)
     assert problems(rt, sample=1) == []
 
 
