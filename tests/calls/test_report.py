@@ -71,6 +71,7 @@ def known_days(phone: Phone, clock: Clock) -> None:
     department.status(department.leg_form(second, LIGA, "ringing"))
     clock.tick(5)
     department.status(department.leg_form(second, LIGA, "in-progress"))
+    department.accept(second, LIGA)
     clock.tick(40)
     department.dial(department.dial_form("completed", second, 35))
     department.status(department.parent_form("completed"))
