@@ -63,7 +63,9 @@ def absence(
     sessions: sessionmaker[Session], who: str, sub: str, start: datetime, end: datetime
 ) -> None:
     with sessions.begin() as session:
-        directory.add_absence(session, who, starts_at=start, ends_at=end, substitute_key=sub)
+        directory.add_absence(
+            session, who, starts_at=start, ends_at=end, substitute_key=sub, allow_cycle=True
+        )
 
 
 def unreachable_database(runtime: Runtime) -> None:
