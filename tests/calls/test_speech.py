@@ -58,8 +58,10 @@ def test_latvian_months_in_the_locative_and_the_dative(month: int, on: str, unti
 
 def test_the_callback_confirmation_says_by_when_with_the_dative() -> None:
     due = datetime(2026, 12, 3, 17, 0, tzinfo=RIGA)
-    assert lv.Latvian().callback_confirmed(due).endswith(
-        "Mēs jums atzvanīsim līdz ceturtdienai, 3. decembrim, plkst. 17.00."
+    assert (
+        lv.Latvian()
+        .callback_confirmed(due)
+        .endswith("Mēs jums atzvanīsim līdz ceturtdienai, 3. decembrim, plkst. 17.00.")
     )
     assert en.English().callback_confirmed(due).endswith("by Thursday 3 December, 17:00.")
     assert ru.Russian().callback_confirmed(due).endswith("до четверга, 3 декабря, 17:00.")
