@@ -25,6 +25,7 @@ Knobs (all may be changed while the server runs):
   many seconds before answering (pair it with a short client timeout to get a timeout).
 - `page_size`: overrides the PageSize the client asks for (to test paging with few items).
 - `requests`: every (method, path) received, in order; `auth_failures`: refused requests.
+- `serve_unknown`: when True, media of a recording SID never added is made on first request.
 - `rec.media_deleted` becomes True on a successful DELETE (the listing then says "deleted").
 - `add_number(e164, **properties)` adds a phone number (properties in Twilio's JSON names,
   like `voice_url="..."`) and returns its dict; `numbers` holds them by SID.
@@ -180,6 +181,9 @@ class FakeTwilio:
         self.auth_token = auth_token
         self.recordings: dict[str, FakeRecording] = {}
         self.numbers: dict[str, dict[str, Any]] = {}
+        # Serve media for any recording SID asked for (a simulated call in another process
+        # reported it): the recording is made on first request.
+        self.serve_unknown = False
         self.faults: list[Fault] = []
         self.page_size: int | None = None
         self.requests: list[tuple[str, str]] = []
@@ -377,6 +381,8 @@ def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
 
         def _media(self, sid: str) -> None:
             rec = fake.recordings.get(sid)
+            if rec is None and fake.serve_unknown and sid.startswith("RE"):
+                rec = fake.add(sid)
             fault = fake._take_fault("media", sid)
             if self._apply(fault):
                 return
