@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -13,11 +14,16 @@ from callcenter.directory.models import Staff
 # Numbers in Latvia's ranges that belong to nobody here: the sample never rings a real person.
 SAMPLE_LINE_DEPARTMENT = "+37167000001"
 SAMPLE_LINE_DIRECT = "+37167000002"
+# An information line that does not record: no recording notice, no recording.
+SAMPLE_LINE_UNRECORDED = "+37167000003"
 SAMPLE_CALLER = "+37129999999"
 
 
-def load(session: Session, now: datetime) -> bool:
+def load(session: Session, now: datetime, zone: ZoneInfo | None = None) -> bool:
     """Load the sample directory into an empty database; return False if it is not empty."""
+    zone = zone or ZoneInfo("Europe/Riga")
+    # Away for two weeks, back at 08:00 local time: what callers hear names that moment.
+    back = datetime.combine((now.astimezone(zone) + timedelta(days=14)).date(), time(8), zone)
     if session.scalar(select(func.count()).select_from(Staff)):
         return False
     directory.add_staff(
@@ -45,15 +51,24 @@ def load(session: Session, now: datetime) -> bool:
         strategy="sequential",
     )
     directory.add_line(session, SAMPLE_LINE_DEPARTMENT, target="group:abonenti")
-    # The direct line always answers, so the sample shows a substitute at any hour.
+    # The direct line always answers, so the sample shows a substitute at any hour; its
+    # callers are asked to rate the conversation.
     directory.add_line(
-        session, SAMPLE_LINE_DIRECT, target="staff:jberzins", hours="always", overflow="abonenti"
+        session,
+        SAMPLE_LINE_DIRECT,
+        target="staff:jberzins",
+        hours="always",
+        overflow="abonenti",
+        survey=True,
+    )
+    directory.add_line(
+        session, SAMPLE_LINE_UNRECORDED, target="staff:akalnins", hours="always", record=False
     )
     directory.add_absence(
         session,
         "jberzins",
         starts_at=now - timedelta(hours=1),
-        ends_at=now + timedelta(days=14),
+        ends_at=back,
         substitute_key="lozola",
         note="atvaļinājums",
     )

@@ -33,6 +33,32 @@ _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _LANGUAGE = re.compile(r"^[a-z]{2}-[A-Z]{2}$")
 
 
+LATVIAN = "lv-LV"
+# Twilio's default voice, `man`, speaks no Latvian, and "an invalid combination of voice and
+# language may result in error and <Say> instruction failure" (Twilio's <Say> documentation).
+# Latvian exists only among Twilio's Google voices; third-party voices "may change without
+# prior notice", so these are settings (SAY_VOICE_LV, SAY_VOICE_EN_GB, ...), checked at start.
+DEFAULT_VOICES = {
+    "lv-LV": "Google.lv-LV-Standard-B",
+    "en-GB": "Google.en-GB-Standard-A",
+    "en-US": "Google.en-US-Standard-C",
+    "ru-RU": "Google.ru-RU-Standard-A",
+}
+# The languages the service has every caller-facing text in (callcenter/calls/speech).
+KNOWN_LANGUAGES = frozenset(DEFAULT_VOICES)
+# Amazon Polly voices Twilio offers, by the language they speak (Polly has no Latvian voice).
+POLLY_VOICES = {
+    "en-GB": frozenset({"Amy", "Emma", "Brian", "Arthur"}),
+    "en-US": frozenset(
+        {"Joanna", "Matthew", "Salli", "Kendra", "Kimberly", "Ivy", "Justin", "Joey", "Kevin"}
+        | {"Ruth", "Stephen", "Danielle", "Gregory"}
+    ),
+    "ru-RU": frozenset({"Tatyana", "Maxim"}),
+}
+_GOOGLE_VOICE = re.compile(r"^Google\.(?P<language>[a-z]{2,3}-[A-Z]{2})-[A-Za-z0-9-]+$")
+_POLLY_VOICE = re.compile(r"^Polly\.(?P<name>[A-Z][a-z]+)(?:-(?:Neural|Generative))?$")
+
+
 class SettingsError(Exception):
     """A setting is missing or malformed; the message is one line naming it."""
 
@@ -43,10 +69,11 @@ class SettingsError(Exception):
 
 @dataclass(frozen=True)
 class NoticeLanguage:
-    """One spoken version of the recording notice."""
+    """One language callers hear, with its custom notice text (None: the default text, which
+    follows RETENTION_MONTHS)."""
 
     language: str
-    text: str
+    text: str | None
 
 
 @dataclass(frozen=True)
@@ -71,7 +98,20 @@ class Settings:
     callback_working_days: int = DEFAULT_CALLBACK_WORKING_DAYS
     s3_server_side_encryption: str | None = None
     s3_kms_key_id: str | None = None
+    # The <Say> voice of each spoken language (Latvian and each of NOTICE_LANGUAGES).
+    say_voices: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_VOICES))
+    # Whether callers hear the substitute's name when the person they called is away.
+    announce_substitute_names: bool = True
     development: bool = False
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The languages callers hear, Latvian first."""
+        return tuple(item.language for item in self.notice_languages) or (LATVIAN,)
+
+    def voice_for(self, language: str) -> str:
+        """The <Say> voice for a language callers hear (validated at start)."""
+        return self.say_voices.get(language) or DEFAULT_VOICES[LATVIAN]
 
     def require(self, name: str) -> str:
         """Return a setting that this process needs, or stop with one line naming it."""
@@ -89,26 +129,42 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-# Lawful notice text: who records, why, and that the caller may say so if they object.
-DEFAULT_NOTICE_LV = (
-    "Labdien! Jūs esat sazvanījis klientu apkalpošanas dienestu. "
-    "Lūdzam ņemt vērā, ka saruna tiks ierakstīta klientu apkalpošanas kvalitātes "
-    "nodrošināšanai. Ieraksti tiek glabāti trīs mēnešus."
-)
-KNOWN_NOTICES = {
-    "en-GB": (
-        "Hello. Please note that this call will be recorded to ensure the quality of "
-        "customer service. Recordings are kept for three months."
-    ),
-    "en-US": (
-        "Hello. Please note that this call will be recorded to ensure the quality of "
-        "customer service. Recordings are kept for three months."
-    ),
-    "ru-RU": (
-        "Здравствуйте. Обращаем ваше внимание, что разговор будет записан для обеспечения "
-        "качества обслуживания клиентов. Записи хранятся три месяца."
-    ),
+# The default notice texts live with every other text callers hear (callcenter/calls/speech)
+# and follow RETENTION_MONTHS; a custom NOTICE_TEXT_* is checked against it at start.
+# Number words a notice may name the period with, per language family.
+_NUMBER_WORDS = {
+    **dict.fromkeys(("viens", "vienu", "one", "один", "одного"), 1),
+    **dict.fromkeys(("divi", "divus", "two", "два", "двух"), 2),
+    **dict.fromkeys(("trīs", "three", "три", "трёх", "трех"), 3),
+    **dict.fromkeys(("četri", "četrus", "four", "четыре", "четырёх"), 4),
+    **dict.fromkeys(("pieci", "piecus", "five", "пять", "пяти"), 5),
+    **dict.fromkeys(("seši", "sešus", "six", "шесть", "шести"), 6),
+    **dict.fromkeys(("septiņi", "septiņus", "seven", "семь"), 7),
+    **dict.fromkeys(("astoņi", "astoņus", "eight", "восемь"), 8),
+    **dict.fromkeys(("deviņi", "deviņus", "nine", "девять"), 9),
+    **dict.fromkeys(("desmit", "ten", "десять"), 10),
+    **dict.fromkeys(("twelve", "divpadsmit", "двенадцать"), 12),
 }
+_PERIOD = re.compile(
+    r"(?P<count>\d+|[^\W\d_]+)\s+(?:kalendāra\s+|calendar\s+|календарн\w*\s+)?"
+    r"(?:mēne\w*|months?|месяц\w*)",
+    re.IGNORECASE,
+)
+
+
+def named_months(text: str) -> set[int]:
+    """Return the numbers of months a notice text names ("trīs mēnešus", "6 months")."""
+    found = set()
+    for match in _PERIOD.finditer(text):
+        count = match["count"].lower()
+        if count.isdigit():
+            found.add(int(count))
+        elif count in _NUMBER_WORDS:
+            found.add(_NUMBER_WORDS[count])
+    year = r"\b(?:a|one)\s+year\b|\bgadu\b|\bгод\b"  # noqa: RUF001 - Russian "year"
+    if re.search(year, text, re.IGNORECASE):
+        found.add(12)
+    return found
 
 
 def _text(env: Mapping[str, str], name: str) -> str | None:
@@ -165,25 +221,78 @@ def _e164(name: str, raw: str) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-def _notice_languages(env: Mapping[str, str]) -> tuple[NoticeLanguage, ...]:
+def _setting_suffix(language: str) -> str:
+    return language.replace("-", "_").upper()
+
+
+def _notice_text(env: Mapping[str, str], name: str, months: int) -> str | None:
+    text = _text(env, name)
+    if text is not None:
+        other = named_months(text) - {months}
+        if other:
+            raise SettingsError(
+                name,
+                f"names a period of {', '.join(str(n) for n in sorted(other))} months, but "
+                f"RETENTION_MONTHS is {months}: say the period that is kept",
+            )
+    return text
+
+
+def _notice_languages(env: Mapping[str, str], months: int) -> tuple[NoticeLanguage, ...]:
     """Latvian first, always; then NOTICE_LANGUAGES (comma-separated, like `en-GB,ru-RU`)."""
-    lv_text = _text(env, "NOTICE_TEXT_LV") or DEFAULT_NOTICE_LV
-    result = [NoticeLanguage("lv-LV", lv_text)]
+    result = [NoticeLanguage(LATVIAN, _notice_text(env, "NOTICE_TEXT_LV", months))]
     raw = _text(env, "NOTICE_LANGUAGES")
     for code in raw.split(",") if raw else []:
         code = code.strip()
-        if not code:
+        if not code or code == LATVIAN:
             continue
         if not _LANGUAGE.match(code):
             raise SettingsError("NOTICE_LANGUAGES", f"{code!r} is not a language like en-GB")
-        text = _text(env, "NOTICE_TEXT_" + code.replace("-", "_").upper()) or KNOWN_NOTICES.get(
-            code
-        )
-        if text is None:
-            name = "NOTICE_TEXT_" + code.replace("-", "_").upper()
+        name = "NOTICE_TEXT_" + _setting_suffix(code)
+        text = _notice_text(env, name, months)
+        if text is None and code not in KNOWN_LANGUAGES:
             raise SettingsError(name, f"is required for the notice language {code}")
         result.append(NoticeLanguage(code, text))
     return tuple(result)
+
+
+def check_voice(language: str, voice: str) -> str | None:
+    """Say what is wrong with a <Say> voice for a language, or None when it speaks it."""
+    google = _GOOGLE_VOICE.match(voice)
+    if google:
+        if google["language"] != language:
+            return f"{voice!r} speaks {google['language']}, not {language}"
+        return None
+    polly = _POLLY_VOICE.match(voice)
+    if polly:
+        if polly["name"] in POLLY_VOICES.get(language, frozenset()):
+            return None
+        if language == LATVIAN:
+            return f"{voice!r} is an Amazon Polly voice; Polly has no Latvian voice"
+        return f"{voice!r} is not an Amazon Polly voice known to speak {language}"
+    return (
+        f"{voice!r} is not a voice known to speak {language}; give a Google voice "
+        f"like Google.{language}-Standard-A (Twilio's default voice, man, speaks no Latvian)"
+    )
+
+
+def _voices(env: Mapping[str, str], languages: tuple[NoticeLanguage, ...]) -> dict[str, str]:
+    """The voice of each spoken language: SAY_VOICE_LV, SAY_VOICE_EN_GB, ..."""
+    voices = {}
+    for item in languages:
+        name = (
+            "SAY_VOICE_LV"
+            if item.language == LATVIAN
+            else "SAY_VOICE_" + _setting_suffix(item.language)
+        )
+        voice = _text(env, name) or DEFAULT_VOICES.get(item.language)
+        if voice is None:
+            raise SettingsError(name, f"is required for the spoken language {item.language}")
+        problem = check_voice(item.language, voice)
+        if problem is not None:
+            raise SettingsError(name, problem)
+        voices[item.language] = voice
+    return voices
 
 
 def load(env: Mapping[str, str] | None = None, *, development: bool = False) -> Settings:
@@ -252,6 +361,8 @@ def load(env: Mapping[str, str] | None = None, *, development: bool = False) -> 
     if sse is not None and sse not in ("AES256", "aws:kms"):
         raise SettingsError("S3_SERVER_SIDE_ENCRYPTION", "must be AES256 or aws:kms")
 
+    retention_months = _int(env, "RETENTION_MONTHS", DEFAULT_RETENTION_MONTHS, 1, 120)
+    notice_languages = _notice_languages(env, retention_months)
     notice_audio = _text(env, "NOTICE_AUDIO_URL")
     if notice_audio is not None:
         notice_audio = _http_url("NOTICE_AUDIO_URL", notice_audio, https_only=False)
@@ -264,10 +375,12 @@ def load(env: Mapping[str, str] | None = None, *, development: bool = False) -> 
         twilio_api_base_url=api_base,
         public_base_url=public_base,
         timezone=timezone,
-        retention_months=_int(env, "RETENTION_MONTHS", DEFAULT_RETENTION_MONTHS, 1, 120),
+        retention_months=retention_months,
         secret_key=_text(env, "SECRET_KEY"),
         notice_audio_url=notice_audio,
-        notice_languages=_notice_languages(env),
+        notice_languages=notice_languages,
+        say_voices=_voices(env, notice_languages),
+        announce_substitute_names=_bool(env, "ANNOUNCE_SUBSTITUTE_NAMES", True),
         fallback_number=_e164("FALLBACK_NUMBER", fallback) if fallback else None,
         moved_days_off=_bool(env, "CALENDAR_MOVED_DAYS_OFF", True),
         dial_timeout_seconds=_int(

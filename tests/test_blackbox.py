@@ -16,6 +16,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.fakes.twilio_api import FakeTwilio, fake_twilio
+
+__all__ = ["fake_twilio"]
+
 CALLCENTER = [sys.executable, "-m", "callcenter"]
 
 
@@ -26,8 +30,15 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def process_env(env: dict[str, str]) -> dict[str, str]:
-    return {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+def process_env(env: dict[str, str], fake_twilio: FakeTwilio) -> dict[str, str]:
+    # Twilio's REST API on loopback: the simulated call's recording is fetched from there.
+    fake_twilio.serve_unknown = True
+    return {
+        **os.environ,
+        **env,
+        "TWILIO_API_BASE_URL": fake_twilio.base_url,
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def procfile_command(process: str) -> str:
@@ -107,10 +118,19 @@ def test_a_whole_call_through_gunicorn_and_the_cli(process_env: dict[str, str], 
     assert unsigned.status_code == 403
 
     result = cli(
-        process_env, "simulate-call", "--url", web, "--to", "+37167000002", "--from", "+37129111111"
+        process_env,
+        "simulate-call",
+        "--url",
+        web,
+        "--to",
+        "+37167000002",
+        "--from",
+        "+37129111111",
+        "--record",
     )
     assert result.returncode == 0, result.stderr
     transcript = result.stdout.splitlines()
+    assert transcript[-1].startswith("CallSid: CA")
     notice = next(i for i, line in enumerate(transcript) if "ierakstīta" in line)
     dialling = next(i for i, line in enumerate(transcript) if line.startswith("dialling"))
     assert notice < dialling
@@ -122,6 +142,16 @@ def test_a_whole_call_through_gunicorn_and_the_cli(process_env: dict[str, str], 
     calls = json.loads(cli(process_env, "calls", "list", "--json").stdout)
     assert len(calls) == 1
     assert calls[0]["from"] == "+37129111111" and calls[0]["to"] == "+37167000002"
+    # Twilio's whole part was played: the call ended, the substitute's press of 1 counted,
+    # the recording was reported and can be ingested from the (fake) Twilio API.
+    assert calls[0]["call_sid"] == transcript[-1].split()[-1]
+    assert (calls[0]["status"], calls[0]["outcome"]) == ("completed", "answered")
+    assert (calls[0]["answered_by"], calls[0]["as_substitute"]) == ("lozola", True)
+    assert calls[0]["recorded"] is True and calls[0]["survey"] is None
+    ingested = cli(process_env, "recordings", "ingest")
+    assert ingested.returncode == 0, ingested.stderr + ingested.stdout
+    recordings = json.loads(cli(process_env, "recordings", "list", "--json").stdout)
+    assert [r["status"] for r in recordings] == ["stored"]
 
 
 def test_web_process_refuses_to_start_without_its_settings(

@@ -18,7 +18,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.exceptions import HTTPException
 
 from callcenter import phones
-from callcenter.calls import callbacks, outcomes, speech
+from callcenter.calls import callbacks, outcomes, speech, survey
 from callcenter.calls import intake as calls
 from callcenter.calls.fastpath import VoicePath
 from callcenter.db import transaction
@@ -131,9 +131,12 @@ def _render(settings: Settings, answer: calls.Answer, *, first_contact: bool) ->
             answer.legs,
             with_notice=first_contact,
             announcements=answer.announcements if first_contact else (),
+            record=answer.record,
         )
     if answer.kind == "unknown-line":
         return twiml.fallback(settings, apology=False)
+    if answer.kind == "survey":
+        return twiml.survey(settings)
     return twiml.callback_offer(settings, answer.message, caller_withheld=answer.caller_withheld)
 
 
@@ -158,7 +161,7 @@ def dial_complete() -> VoiceResponse:
             log.warning("dial-complete for unknown call %s", form["CallSid"])
             return twiml.callback_offer(
                 runtime.settings,
-                speech.NOBODY_AVAILABLE,
+                [speech.NOBODY_AVAILABLE],
                 caller_withheld=phones.is_withheld(request.form.get("From")),
             )
         # Answered, or the caller gone: None. Else the next step, or the callback offer.
@@ -175,20 +178,77 @@ def dial_complete() -> VoiceResponse:
     return _render(runtime.settings, answer, first_contact=False)
 
 
+def _fallback_ended_on_error() -> VoiceResponse:
+    # Never dial again from here: with the database gone, that would ring the fallback number
+    # over and over. Answered: the conversation is over; else the apology.
+    answered = (request.form.get("DialCallStatus") or "") in outcomes.DIAL_ANSWERED
+    return twiml.fallback_ended(current_runtime().settings, answered=answered)
+
+
+@bp.post(paths.FALLBACK_DIAL_COMPLETE)
+@_twiml_route(_fallback_ended_on_error)
+@twilio_webhook
+def fallback_dial_complete() -> VoiceResponse:
+    """The dial to FALLBACK_NUMBER ended: log it like any dial; done, or an apology."""
+    form = require(request.form, "CallSid", "DialCallStatus")
+    runtime = current_runtime()
+    status = form["DialCallStatus"].strip().lower()
+    with transaction(runtime.sessions) as session:
+        call = calls.find_call(session, form["CallSid"])
+        if call is None:
+            # The voice route failed before writing the row: there is nothing to log it on.
+            log.warning("fallback dial-complete for unknown call %s", form["CallSid"])
+        else:
+            outcomes.fallback_dial_ended(
+                session, runtime.settings, call, request.form.to_dict(flat=True), now=runtime.now()
+            )
+    if status == "canceled" or request.form.get("CallStatus") == "completed":
+        return twiml.hang_up()
+    return twiml.fallback_ended(runtime.settings, answered=status in outcomes.DIAL_ANSWERED)
+
+
+@bp.post(paths.SURVEY)
+@voice_route
+@twilio_webhook
+def survey_answer() -> VoiceResponse:
+    """The caller's rating, 1-5: stored on the call and thanked; anything else: goodbye."""
+    form = require(request.form, "CallSid")
+    runtime = current_runtime()
+    rating = survey.parse_answer(request.form.get("Digits"))
+    if rating is None:
+        return twiml.say_and_hang_up(runtime.settings, speech.GOODBYE)
+    with transaction(runtime.sessions) as session:
+        stored = survey.record_answer(session, form["CallSid"], rating)
+    if not stored:
+        log.warning("survey answer for call %s, which was not answered here", form["CallSid"])
+    return twiml.say_and_hang_up(runtime.settings, speech.SURVEY_THANKS)
+
+
 @bp.post(paths.WHISPER)
 @_twiml_route(_whisper_fallback)
 @twilio_webhook
 def whisper() -> VoiceResponse:
-    """On the substitute's leg: say whose call it is, connect only on a key press of 1."""
+    """On the substitute's leg: say whose call it is, connect only on a key press of 1.
+
+    Twilio's request to a <Number url> carries the callee's leg as `CallSid`, the caller's
+    call as `ParentCallSid`, and `To` (the substitute's number); the <Gather action> from it
+    adds `Digits`. A press of 1 is stored (an `accept` event) before the leg is bridged: the
+    leg counts as answered only then. If storing fails, the route's error answer asks again.
+    """
     form = require(request.form, "CallSid")
     digits = request.form.get("Digits")
-    settings = current_runtime().settings
+    runtime = current_runtime()
+    settings = runtime.settings
     if digits is not None:
-        return (
-            twiml.accept()
-            if digits.strip() == "1"
-            else twiml.say_and_hang_up(speech.WHISPER_DECLINED)
-        )
+        if digits.strip() != "1":
+            return twiml.whisper_declined(settings)
+        with transaction(runtime.sessions) as session:
+            known = outcomes.record_accept(
+                session, settings, request.form.to_dict(flat=True), now=runtime.now()
+            )
+        if not known:
+            log.warning("whisper accepted on leg %s without a known parent call", form["CallSid"])
+        return twiml.accept()
     parent_sid = request.form.get("ParentCallSid", "")
     to = request.form.get("To", "")
     for_name = None
@@ -225,7 +285,7 @@ def callback_request() -> VoiceResponse:
         except phones.InvalidPhone:
             return twiml.enter_number(settings, prefix=speech.BAD_NUMBER)
     else:
-        return twiml.say_and_hang_up(speech.GOODBYE)
+        return twiml.say_and_hang_up(settings, speech.GOODBYE)
     now = runtime.now()
     with transaction(runtime.sessions) as session:
         call = calls.find_call(session, form["CallSid"])
@@ -236,4 +296,6 @@ def callback_request() -> VoiceResponse:
             calls.mark_callback_requested(call)
         due = request_row.due_at
     log.info("callback requested on call %s for %s", form["CallSid"], phones.mask(number))
-    return twiml.say_and_hang_up(speech.callback_confirmed(due.astimezone(settings.timezone)))
+    return twiml.say_and_hang_up(
+        settings, speech.CallbackConfirmed(due.astimezone(settings.timezone))
+    )

@@ -155,6 +155,47 @@ class TwilioApi:
             # The next page's URI carries every parameter already.
             params = None
 
+    # Phone numbers (IncomingPhoneNumbers) -----------------------------------------------
+
+    def find_number(self, phone_number: str) -> dict[str, Any] | None:
+        """Return the account's IncomingPhoneNumber for an E.164 number, or None.
+
+        `GET IncomingPhoneNumbers.json?PhoneNumber=...` filters the account's numbers by an
+        exact match; the answer lists them under `incoming_phone_numbers`.
+        """
+        url = self._url("IncomingPhoneNumbers.json")
+        page = self._json("GET", url, params={"PhoneNumber": phone_number}, what="number lookup")
+        for item in page.get("incoming_phone_numbers", []):
+            if item.get("phone_number") == phone_number:
+                return dict(item)
+        return None
+
+    def update_number(self, sid: str, fields: dict[str, str]) -> dict[str, Any]:
+        """Set fields of an IncomingPhoneNumber (`POST IncomingPhoneNumbers/{Sid}.json`, form
+        fields named as Twilio names them: VoiceUrl, VoiceMethod, VoiceFallbackUrl, ...)."""
+        if not re.match(r"^PN[0-9a-fA-F]{32}$", sid):
+            raise TwilioApiError(f"not a phone number SID: {sid!r}")
+        url = self._url(f"IncomingPhoneNumbers/{sid}.json")
+        return self._json("POST", url, data=fields, what="number update")
+
+    def _json(self, method: str, url: str, *, what: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise TwilioApiError(f"{what} failed: {type(exc).__name__}") from exc
+        with response:
+            if response.status_code != 200:
+                raise TwilioApiError(
+                    f"{what} answered {response.status_code}", status=response.status_code
+                )
+            try:
+                body = response.json()
+            except ValueError as exc:
+                raise TwilioApiError(f"{what} answered something other than JSON") from exc
+        if not isinstance(body, dict):
+            raise TwilioApiError(f"{what} answered something other than a JSON object")
+        return body
+
     def _next_page(self, uri: object) -> str | None:
         if not uri:
             return None

@@ -7,7 +7,9 @@ On top of the weekly hours:
 - with moved days off on (a setting), the substituted day off is closed and the Saturday worked
   in exchange opens with the hours of the weekday it replaces;
 - a one-off change for a date (other hours, or closed, with a message) overrides all of that.
-A line whose hours are `always` is never closed: it is for lines that must always answer.
+A line whose hours are `always` is never closed: it is for lines that must always answer. A
+one-off change does not apply to it either (it neither closes nor shortens it), so its callers
+hear no announcement of one.
 """
 
 from __future__ import annotations
@@ -237,12 +239,15 @@ class WorkingHours:
         return None
 
     def upcoming_changes(self, at: datetime, days: int = 7) -> list[Change]:
-        """Return the announced changes from today for `days` days, so callers hear of them."""
+        """Return the changes from today for `days` days, so callers hear of them.
+
+        Every change is announced: with its message when it has one, else with the hours.
+        """
         today = self.local(at).date()
         return [
             change
             for day, change in sorted(self.changes.items())
-            if today <= day < today + timedelta(days=days) and change.message
+            if today <= day < today + timedelta(days=days)
         ]
 
     def add_working_days(self, at: datetime, count: int) -> datetime:

@@ -26,7 +26,7 @@ from callcenter.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["connect", "closed", "nobody", "unknown-line"]
+Kind = Literal["connect", "closed", "nobody", "unknown-line", "survey"]
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,14 @@ class Answer:
 
     kind: Kind
     legs: Step = ()
-    # Spoken after the notice and before the dial: changed hours in the coming days.
-    announcements: tuple[str, ...] = ()
-    message: str | None = None
+    # Spoken after the notice and before the dial: whom the caller is forwarded to while the
+    # person they called is away, then changed hours in the coming days.
+    announcements: tuple[speech.Message, ...] = ()
+    # Spoken before the callback offer: why nobody answers.
+    message: tuple[speech.Message, ...] = ()
     caller_withheld: bool = False
+    # Whether the line records: the notice and the <Dial record> go together.
+    record: bool = True
 
 
 def company_hours(session: Session, settings: Settings, now: datetime) -> WorkingHours:
@@ -71,6 +75,7 @@ class CallState:
     plan: list[list[dict[str, Any]]]
     step: int
     started_at: datetime
+    recorded: bool = True
 
     @classmethod
     def of(cls, call: Call) -> CallState:
@@ -82,7 +87,43 @@ class CallState:
             call.plan,
             call.step,
             call.started_at,
+            call.recorded,
         )
+
+
+def forwarding(
+    directory: Directory, line: LineInfo, at: datetime, steps: tuple[Step, ...]
+) -> tuple[speech.Away, ...]:
+    """Say that the person called is away, until when, and who takes the call.
+
+    For a group, only when every member is away (until the first of them is back); a group
+    partly present answers as usual. The substitutes named are those the plan rings for the
+    absent (none, "a colleague", when ANNOUNCE_SUBSTITUTE_NAMES is off or a cycle of
+    substitutes leaves the call to the overflow group).
+    """
+    absent = directory.absent_at(at)
+    zone = directory.settings.timezone
+    legs = [leg for step in steps for leg in step]
+    if line.target_staff_id is not None:
+        away = absent.get(line.target_staff_id)
+        if away is None:
+            return ()
+        person = directory.people[line.target_staff_id]
+        keys = {person.key}
+        for_name: str | None = person.name
+        until = away.ends_at
+    else:
+        assert line.target_group_id is not None
+        members = directory.groups[line.target_group_id].member_ids
+        if not members or any(member not in absent for member in members):
+            return ()
+        keys = {directory.people[member].key for member in members}
+        for_name = None
+        until = min(absent[member].ends_at for member in members)
+    names: tuple[str, ...] = ()
+    if directory.settings.announce_substitute_names:
+        names = tuple(dict.fromkeys(leg.name for leg in legs if leg.for_key in keys))
+    return (speech.Away(for_name, until.astimezone(zone), names),)
 
 
 def answer_for(directory: Directory, state: CallState) -> Answer:
@@ -94,17 +135,21 @@ def answer_for(directory: Directory, state: CallState) -> Answer:
     if state.after_hours:
         return Answer(
             "closed",
-            message=speech.after_hours_message(hours, state.started_at),
+            message=(speech.after_hours(hours, state.started_at),),
             caller_withheld=withheld,
         )
     steps = Plan.steps_from_json(state.plan)
     if state.step >= len(steps):
-        return Answer("nobody", message=speech.NOBODY_AVAILABLE, caller_withheld=withheld)
+        return Answer("nobody", message=(speech.NOBODY_AVAILABLE,), caller_withheld=withheld)
     return Answer(
         "connect",
         legs=steps[state.step],
-        announcements=tuple(speech.changes_announcement(hours, state.started_at)),
+        announcements=(
+            *forwarding(directory, line, state.started_at, steps),
+            *speech.changes_announcement(hours, state.started_at),
+        ),
         caller_withheld=withheld,
+        record=state.recorded,
     )
 
 
@@ -133,6 +178,7 @@ def decide(
             # The fallback answer plays the notice before dialling the fallback number; with
             # no fallback number it only apologises, and no notice is served.
             notice=notice_label(settings) if settings.fallback_number else None,
+            recorded=bool(settings.fallback_number),
         )
         return _decision(directory, None, columns, to_number, from_number, now)
     hours = directory.hours_for(line.hours)
@@ -146,12 +192,15 @@ def decide(
         )
         return _decision(directory, line, columns, to_number, from_number, now)
     plan = plan_for_line(directory, line, now)
+    # A line that does not record plays no recording notice (and its dial records nothing).
+    recorded = line.record and bool(plan.steps)
     columns = row_columns(
         line_id=line.id,
         intended=plan.intended,
         plan=plan.to_json(),
         routing_note="; ".join(plan.notes) or None,
-        notice=notice_label(settings) if plan.steps else None,
+        notice=notice_label(settings) if recorded else None,
+        recorded=recorded,
     )
     return _decision(directory, line, columns, to_number, from_number, now)
 
@@ -178,6 +227,7 @@ def row_columns(**columns: Any) -> dict[str, Any]:
         "intended": None,
         "routing_note": None,
         "notice": None,
+        "recorded": False,
         **columns,
     }
 
@@ -193,7 +243,14 @@ def _decision(
     # The answer comes from the row's columns exactly as a retried webhook's answer comes from
     # the stored row, so that the two cannot differ.
     state = CallState(
-        to_number, from_number, line is not None, columns["after_hours"], columns["plan"], 0, now
+        to_number,
+        from_number,
+        line is not None,
+        columns["after_hours"],
+        columns["plan"],
+        0,
+        now,
+        columns["recorded"],
     )
     return Decision(line, columns, answer_for(directory, state))
 
@@ -209,8 +266,9 @@ def next_step(
     steps = Plan.steps_from_json(call.plan)
     if call.step < len(steps):
         call.step += 1
-    if call.step < len(steps) and call.notice is None:
-        # Never connect anyone before the notice: a row without one is not ours to dial.
+    if call.step < len(steps) and call.notice is None and call.recorded:
+        # Never connect anyone to a recorded call before the notice: a row that says it
+        # records but not that the notice was served is not ours to dial.
         call.step = len(steps)
     return answer_for(cache.get(session.connection(), now), CallState.of(call))
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -41,6 +42,10 @@ class Call(Base):
     step: Mapped[int] = mapped_column(Integer, default=0)
     routing_note: Mapped[str | None] = mapped_column(Text)
     notice: Mapped[str | None] = mapped_column(String(200))
+    # Whether the call's dial records (the line's switch when the call came in).
+    recorded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The caller's rating of an answered conversation, 1-5 on the keypad; never on a recording.
+    survey: Mapped[int | None] = mapped_column(Integer)
     after_hours: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str | None] = mapped_column(String(20))
     outcome: Mapped[str] = mapped_column(String(24), default="in-progress")

@@ -25,9 +25,11 @@ Outcome precedence, highest first (a lower one never replaces a higher one):
     in-progress         while it lasts; a derivation that says in-progress changes nothing
 
 Answered, from the events: the dial reports DialCallStatus completed/answered, or a directly
-dialled child leg reports in-progress/completed. A substitute's leg counts only through the
-dial: its leg answers before the whisper, and a substitute who does not accept is not a
-conversation. Missed (no-answer, busy, failed): every step of the plan was dialled and
+dialled child leg reports in-progress/completed. A substitute's leg counts only when their key
+press of 1 was received and stored (an `accept` event, written by the whisper route under the
+leg's CallSid, which the <Dial action> request names as DialCallSid): its phone picks up
+before the whisper, and a substitute who does not accept is not a conversation, whatever
+DialBridged says. Missed (no-answer, busy, failed): every step of the plan was dialled and
 missed, by the dial's report or by all its legs' own. Abandoned: the call ended (the caller's
 leg completed, or the dial reports canceled or that the caller's leg completed) with nobody
 answering and steps left to dial. Twilio has no such status.
@@ -61,6 +63,8 @@ log = logging.getLogger(__name__)
 
 STATUS: Literal[EventKind.STATUS] = EventKind.STATUS
 DIAL: Literal[EventKind.DIAL] = EventKind.DIAL
+# A substitute pressed 1 in the whisper (stored by the whisper route).
+ACCEPT: Literal[EventKind.ACCEPT] = EventKind.ACCEPT
 
 # A call's outcome only moves up this ranking (settle), never back.
 RANK: dict[str, int] = {
@@ -150,6 +154,18 @@ def dial_event(form: Mapping[str, str], step: int) -> Event:
     # Each dial has its own child leg; without it, the step being dialled tells dials apart.
     which = dial_sid or f"step{step}"
     return Event(DIAL, sid, status, f"dial:{sid}:{which}:{status}", dict(form))
+
+
+def accept_event(form: Mapping[str, str]) -> Event:
+    """Parse the whisper's key press of 1 on a substitute's leg.
+
+    Twilio's request to a <Number url> carries the callee's leg as CallSid and the caller's
+    call as ParentCallSid; the <Gather action> from that TwiML runs on the same leg and adds
+    Digits. The leg's CallSid is what the <Dial action> later reports as DialCallSid.
+    """
+    sid = _field(form, "CallSid", MAX_SID)
+    _field(form, "ParentCallSid", MAX_SID)
+    return Event(ACCEPT, sid, "accepted", f"accept:{sid}", dict(form))
 
 
 def _checked_time(form: Mapping[str, str]) -> None:
@@ -397,9 +413,12 @@ def derive(call: CallFacts, events: Sequence[EventFacts]) -> Derived:
     children: dict[str, _LegSeen] = {}
     dials: list[EventFacts] = []
     parent_statuses: list[EventFacts] = []
+    accepted: set[str] = set()
     for event in sorted(events, key=lambda e: e.id or 0):
         status = event.status or ""
-        if event.kind == DIAL:
+        if event.kind == ACCEPT:
+            accepted.add(event.leg_sid)
+        elif event.kind == DIAL:
             dials.append(event)
         elif event.leg_sid == call.call_sid:
             parent_statuses.append(event)
@@ -432,8 +451,22 @@ def derive(call: CallFacts, events: Sequence[EventFacts]) -> Derived:
         if seen.to in step_of:
             derived.dialled_steps.add(step_of[seen.to])
 
+    def counts(dial: EventFacts) -> bool:
+        """Tell whether a dial reported as answered was a conversation.
+
+        A step that rings only substitutes was answered only if the leg's key press of 1 was
+        stored (a step that mixes present people and substitutes is from plans made before
+        substitutes rang on their own; Twilio's DialBridged decides there, as it did).
+        """
+        if dial.status not in DIAL_ANSWERED:
+            return False
+        index = dials.index(dial)
+        if index >= len(steps) or not all(leg.for_key for leg in steps[index]):
+            return True
+        return dial.payload.get("DialCallSid") in accepted
+
     # Answered?
-    answered_dial = next((d for d in dials if d.status in DIAL_ANSWERED), None)
+    answered_dial = next((d for d in dials if counts(d)), None)
     answered_sid: str | None = None
     if answered_dial is not None:
         dial_sid = answered_dial.payload.get("DialCallSid")
@@ -456,7 +489,7 @@ def derive(call: CallFacts, events: Sequence[EventFacts]) -> Derived:
                 sid
                 for sid, seen in children.items()
                 if {"in-progress", "completed"} & seen.statuses.keys()
-                and (seen.to not in leg_of or leg_of[seen.to].for_key is None)
+                and (seen.to not in leg_of or leg_of[seen.to].for_key is None or sid in accepted)
             ),
             None,
         )
@@ -494,8 +527,13 @@ def derive(call: CallFacts, events: Sequence[EventFacts]) -> Derived:
     # Not answered (yet).
     missed: dict[int, str] = {}
     for index, dial in enumerate(dials):
-        if dial.status in MISSED and not caller_gone(dial) and index < len(steps):
+        if caller_gone(dial) or index >= len(steps):
+            continue
+        if dial.status in MISSED:
             missed[index] = dial.status or "no-answer"
+        elif dial.status in DIAL_ANSWERED:
+            # Picked up but never accepted (see `counts`): nobody answered that step.
+            missed[index] = "no-answer"
     final_by_phone = {seen.to: seen.final() for seen in children.values() if seen.to}
     for index, step in enumerate(steps):
         if index not in missed:
@@ -672,6 +710,27 @@ def _request_callback(
     )
 
 
+def record_accept(
+    session: Session, settings: Settings, form: Mapping[str, str], *, now: datetime
+) -> bool:
+    """Store a substitute's key press of 1 on their leg; False when the call is unknown."""
+    event = accept_event(form)
+    call = find_parent(session, form)
+    if call is None:
+        return False
+    store_and_apply(session, settings, call, event, now=now)
+    return True
+
+
+def fallback_dial_ended(
+    session: Session, settings: Settings, call: Call, form: Mapping[str, str], *, now: datetime
+) -> None:
+    """Record the end of the dial to FALLBACK_NUMBER like any dial's."""
+    store_and_apply(
+        session, settings, read_call(session, call.id), dial_event(form, call.step), now=now
+    )
+
+
 def record_status(
     session: Session, settings: Settings, event: Event, *, now: datetime
 ) -> Literal["unknown", "duplicate", "applied"]:
@@ -697,10 +756,17 @@ def dial_ended(
     event = dial_event(form, call.step)
     new = store_and_apply(session, settings, read_call(session, call.id), event, now=now)
     status = event.status
-    if status in DIAL_ANSWERED:
-        return None
     if status == "canceled" or form.get("CallStatus") == "completed":
         # The caller hung up: there is nobody left to speak to.
+        return None
+    if status in DIAL_ANSWERED:
+        # The staff side ended an answered conversation (the <Dial action> request came with
+        # the caller's leg still in progress): the line's survey, if it has one.
+        if read_call(session, call.id).outcome != "answered" or call.line_id is None:
+            return None
+        line = cache.get(session.connection(), now).lines.get(call.to_number)
+        if line is not None and line.id == call.line_id and line.survey:
+            return calls.Answer("survey")
         return None
     call = lock_call(session, call.id)
     if call.status in LEG_ENDED:

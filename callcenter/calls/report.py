@@ -7,10 +7,12 @@ Figures come from the same derivation as the call log (`outcomes.derive`), so th
 - answered: calls this person took; as substitute: those taken for someone away;
 - missed: offered, not taken by them, and not taken by a colleague ringing at the same time;
 - median ring seconds: from the call's start (notice included) to their answer;
-- answer rate: answered / offered.
+- answer rate: answered / offered;
+- surveys, survey mean: the post-call ratings (1-5) of the calls they answered, and their mean.
 
 Per line: calls, answered, missed (no-answer, busy, failed), abandoned, after-hours, and the
-callback requests made that day with how many are still open and how many of those overdue.
+callback requests made that day with how many are still open and how many of those overdue,
+and the post-call ratings given on the line that day with their mean.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class StaffDay:
     missed: int = 0
     answered_as_substitute: int = 0
     ring_seconds: list[int] = field(default_factory=list)
+    ratings: list[int] = field(default_factory=list)
 
     @property
     def median_ring_seconds(self) -> float | None:
@@ -55,11 +58,17 @@ class StaffDay:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        del data["ring_seconds"]
+        del data["ring_seconds"], data["ratings"]
         data["day"] = self.day.isoformat()
         data["median_ring_seconds"] = self.median_ring_seconds
         data["answer_rate"] = self.answer_rate
+        data.update(_survey_figures(self.ratings))
         return data
+
+
+def _survey_figures(ratings: list[int]) -> dict[str, Any]:
+    mean = round(statistics.fmean(ratings), 2) if ratings else None
+    return {"surveys": len(ratings), "survey_mean": mean}
 
 
 @dataclass
@@ -74,10 +83,13 @@ class LineDay:
     callbacks_requested: int = 0
     callbacks_open: int = 0
     callbacks_overdue: int = 0
+    ratings: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        del data["ratings"]
         data["day"] = self.day.isoformat()
+        data.update(_survey_figures(self.ratings))
         return data
 
 
@@ -144,6 +156,8 @@ def build(session: Session, *, start: date, end: date, zone: ZoneInfo, now: date
             row.abandoned += 1
         elif call.outcome == "after-hours" or call.after_hours:
             row.after_hours += 1
+        if call.survey is not None:
+            row.ratings.append(call.survey)
 
         derived = outcomes.derive(call, events.get(call.id, []))
         steps = Plan.steps_from_json(call.plan)
@@ -164,6 +178,8 @@ def build(session: Session, *, start: date, end: date, zone: ZoneInfo, now: date
                         person.answered_as_substitute += 1
                     if call.ring_seconds is not None:
                         person.ring_seconds.append(call.ring_seconds)
+                    if call.survey is not None:
+                        person.ratings.append(call.survey)
                 elif not step_answered:
                     person.missed += 1
 
@@ -198,6 +214,8 @@ STAFF_COLUMNS = (
     "answered_as_substitute",
     "median_ring_seconds",
     "answer_rate",
+    "surveys",
+    "survey_mean",
 )
 LINE_COLUMNS = (
     "day",
@@ -210,4 +228,6 @@ LINE_COLUMNS = (
     "callbacks_requested",
     "callbacks_open",
     "callbacks_overdue",
+    "surveys",
+    "survey_mean",
 )

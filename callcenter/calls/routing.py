@@ -106,7 +106,14 @@ class _Resolver:
         if not legs:
             return []
         if group.strategy == "simultaneous":
-            return [tuple(legs)]
+            # Within a simultaneous <Dial> "the first call to pick up is connected to the
+            # current call and the rest are hung up" (Twilio's <Number> documentation): a
+            # substitute's phone picks up before its whisper is accepted, so its voicemail
+            # would cut the colleagues off. Present people ring together; each substitute
+            # rings in a step of their own after them.
+            direct: Step = tuple(leg for leg in legs if leg.for_key is None)
+            substitutes: list[Step] = [(leg,) for leg in legs if leg.for_key is not None]
+            return [direct, *substitutes] if direct else substitutes
         return [(leg,) for leg in legs]
 
 

@@ -28,3 +28,5 @@ class EventKind(StrEnum):
 
     STATUS = "status"
     DIAL = "dial"
+    # A substitute pressed 1 in the whisper: only then does their leg count as answered.
+    ACCEPT = "accept"

@@ -41,6 +41,8 @@ def call_row(call: Call, answered_by: str | None) -> dict[str, Any]:
         "intended": call.intended,
         "routing": call.routing_note,
         "notice": call.notice,
+        "recorded": call.recorded,
+        "survey": call.survey,
         "ring_seconds": call.ring_seconds,
         "talk_seconds": call.talk_seconds,
     }

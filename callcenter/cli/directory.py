@@ -132,16 +132,69 @@ def line() -> None:
     """Twilio numbers and where their calls go."""
 
 
+_YES_NO = click.Choice(["yes", "no"])
+_HOURS_HELP = "'always', or like 'mon-thu 08:00-17:00, fri 08:00-15:30'."
+_RECORD_HELP = "Record calls (and play the recording notice); default yes."
+_SURVEY_HELP = "Ask callers to rate an answered conversation, 1-5; default no."
+
+
+def _switch(value: str | None) -> bool | None:
+    return None if value is None else value == "yes"
+
+
 @line.command("add")
 @click.argument("number")
 @click.option("--target", required=True, help="staff:KEY or group:KEY")
-@click.option("--hours", help="'always', or like 'mon-thu 08:00-17:00, fri 08:00-15:30'.")
+@click.option("--hours", help=_HOURS_HELP)
 @click.option("--overflow", help="A group KEY rung when the target and substitutes cannot answer.")
-def line_add(number: str, target: str, hours: str | None, overflow: str | None) -> None:
+@click.option("--record", type=_YES_NO, default="yes", show_default=True, help=_RECORD_HELP)
+@click.option("--survey", type=_YES_NO, default="no", show_default=True, help=_SURVEY_HELP)
+def line_add(
+    number: str, target: str, hours: str | None, overflow: str | None, record: str, survey: str
+) -> None:
     """Route a Twilio number."""
     with _refusals() as session:
-        added = directory.add_line(session, number, target=target, hours=hours, overflow=overflow)
-        click.echo(f"added line {added.number} -> {target} ({added.hours})")
+        added = directory.add_line(
+            session,
+            number,
+            target=target,
+            hours=hours,
+            overflow=overflow,
+            record=record == "yes",
+            survey=survey == "yes",
+        )
+        click.echo(
+            f"added line {added.number} -> {target} ({added.hours}; "
+            f"record {record}, survey {survey})"
+        )
+
+
+@line.command("set")
+@click.argument("number")
+@click.option("--target", help="staff:KEY or group:KEY")
+@click.option("--hours", help=_HOURS_HELP)
+@click.option("--record", type=_YES_NO, help=_RECORD_HELP)
+@click.option("--survey", type=_YES_NO, help=_SURVEY_HELP)
+def line_set(
+    number: str, target: str | None, hours: str | None, record: str | None, survey: str | None
+) -> None:
+    """Change a line's target, hours, recording or survey; the next call follows it."""
+    if target is None and hours is None and record is None and survey is None:
+        raise CliError("give at least one of --target, --hours, --record, --survey")
+    with _refusals() as session:
+        changed = directory.set_line(
+            session,
+            number,
+            target=target,
+            hours=hours,
+            record=_switch(record),
+            survey=_switch(survey),
+        )
+        e164 = directory.get_line(session, number).number
+    if not changed:
+        click.echo(f"line {e164}: nothing to change")
+    for change in changed:
+        click.echo(f"line {e164}: {change}")
 
 
 def _line_row(session: Session, item: Line) -> dict[str, Any]:
@@ -149,6 +202,8 @@ def _line_row(session: Session, item: Line) -> dict[str, Any]:
         "number": item.number,
         "target": directory.describe_target(session, item),
         "hours": item.hours,
+        "record": item.record,
+        "survey": item.survey,
     }
 
 
@@ -158,7 +213,7 @@ def line_list(as_json: bool) -> None:
     """List lines."""
     with unit_of_work() as session:
         rows = [_line_row(session, item) for item in directory.list_lines(session)]
-    emit(rows, as_json, ["number", "target", "hours"])
+    emit(rows, as_json, ["number", "target", "hours", "record", "survey"])
 
 
 @click.group()
@@ -172,10 +227,20 @@ def absence() -> None:
 @click.option("--end", required=True, help="ISO 8601; without an offset it is local time.")
 @click.option("--substitute", required=True, help="The staff KEY who answers meanwhile.")
 @click.option("--note")
-def absence_add(key: str, start: str, end: str, substitute: str, note: str | None) -> None:
+@click.option(
+    "--allow-cycle",
+    is_flag=True,
+    help="Record it even though it closes a cycle of substitutes (their calls reach neither).",
+)
+def absence_add(
+    key: str, start: str, end: str, substitute: str, note: str | None, allow_cycle: bool
+) -> None:
     """Record an absence."""
     starts_at, ends_at = parse_time(start, "--start"), parse_time(end, "--end")
     with _refusals() as session:
+        cycle = directory.closes_cycle(
+            session, key, substitute_key=substitute, starts_at=starts_at, ends_at=ends_at
+        )
         added = directory.add_absence(
             session,
             key,
@@ -183,8 +248,16 @@ def absence_add(key: str, start: str, end: str, substitute: str, note: str | Non
             ends_at=ends_at,
             substitute_key=substitute,
             note=note,
+            allow_cycle=allow_cycle,
         )
         click.echo(f"absence {added.id}: {key} away, {substitute} substitutes")
+    if cycle:
+        click.echo(
+            f"warning: a cycle of substitutes ({' -> '.join(cycle)}): while it lasts their "
+            "callers hear that they are away and are put through to the overflow group, or "
+            "hear that nobody can answer and are offered a callback",
+            err=True,
+        )
 
 
 def _absence_row(item: Absence) -> dict[str, Any]:

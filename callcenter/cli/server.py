@@ -114,7 +114,7 @@ def serve(port: int, demo: bool, with_scheduler: bool) -> None:
     migrate.upgrade(rt.engine)
     if demo:
         with rt.sessions.begin() as session:
-            if sample.load(session, now()):
+            if sample.load(session, now(), rt.settings.timezone):
                 click.echo("loaded the sample directory (callcenter staff list, line list)")
     env = settings_module.development_env(os.environ, port)
     if not (os.environ.get("PUBLIC_BASE_URL") or "").strip():
@@ -153,7 +153,20 @@ def serve(port: int, demo: bool, with_scheduler: bool) -> None:
 
 def _demo_calls(rt: Runtime, base: str) -> None:
     for title, to, outcomes, presses in (
-        ("A call to the direct line while Jānis is away", sample.SAMPLE_LINE_DIRECT, [], []),
+        (
+            # The caller hears that Jānis is away, until when, and that Līga takes the call;
+            # after the conversation they rate it.
+            "A call to the direct line while Jānis is away: forwarding announced, then a survey",
+            sample.SAMPLE_LINE_DIRECT,
+            [],
+            ["4"],
+        ),
+        (
+            "A call to the information line, which does not record: no notice",
+            sample.SAMPLE_LINE_UNRECORDED,
+            [],
+            [],
+        ),
         (
             # The department keeps the company's hours: after them the caller hears the hours
             # instead of the ringing, and is offered the callback all the same.
@@ -196,14 +209,32 @@ def _demo_calls(rt: Runtime, base: str) -> None:
     help="How each dial ends, in order (default: answered).",
 )
 @click.option("--press", "presses", multiple=True, help="Keys pressed at each menu, in order.")
+@click.option(
+    "--record",
+    is_flag=True,
+    help="Also send the recording-status callback of an answered recorded dial (ingestion "
+    "then fetches its media from TWILIO_API_BASE_URL).",
+)
+@click.option(
+    "--caller-hangs-up",
+    is_flag=True,
+    help="The caller ends the conversation (default: the staff side does, and the caller "
+    "stays for a survey where the line has one).",
+)
 def simulate_call(
     to_number: str,
     from_number: str,
     base_url: str | None,
     outcomes: tuple[str, ...],
     presses: tuple[str, ...],
+    record: bool,
+    caller_hangs_up: bool,
 ) -> None:
-    """Place a simulated call through the webhooks, signed as Twilio would; print it."""
+    """Place a simulated call through the webhooks, signed as Twilio would; print it.
+
+    Plays all of Twilio's part: the voice webhook and what its TwiML asks for, each leg's
+    status callbacks, the call's own at its end, and with --record the recording callback.
+    """
     try:
         to_number = phones.normalize(to_number)
     except phones.InvalidPhone as exc:
@@ -237,6 +268,8 @@ def simulate_call(
         to_number,
         dial_outcomes=list(outcomes),
         presses=list(presses),
+        record=record,
+        caller_hangs_up=caller_hangs_up,
     )
     try:
         lines = simulation.run()
@@ -246,6 +279,7 @@ def simulate_call(
         raise CliError(f"the service misbehaved: {exc}") from None
     for line in lines:
         click.echo(line)
+    click.echo(f"CallSid: {simulation.call_sid}")
 
 
 def register(cli: click.Group) -> None:

@@ -21,6 +21,8 @@ from sqlalchemy import (
     String,
     Text,
     event,
+    false,
+    true,
     update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
@@ -81,6 +83,10 @@ class Line(Base):
     # Rung when the target and every substitute are away or do not answer.
     overflow_group_id: Mapped[int | None] = mapped_column(ForeignKey("ring_groups.id"))
     hours: Mapped[str] = mapped_column(String(200))
+    # Whether calls are recorded (and the recording notice played): a per-line switch.
+    record: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # Whether callers are asked to rate an answered conversation the staff side ended.
+    survey: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (

@@ -139,6 +139,14 @@ def _target(session: Session, target: str) -> tuple[Staff | None, RingGroup | No
     raise DirectoryError(f"--target must be staff:KEY or group:KEY, got {target!r}")
 
 
+def _hours_spec(spec: str) -> str:
+    try:
+        parse_hours(spec)
+    except HoursSpecError as exc:
+        raise DirectoryError(f"--hours: {exc}") from None
+    return " ".join(spec.split())
+
+
 def add_line(
     session: Session,
     number: str,
@@ -146,14 +154,12 @@ def add_line(
     target: str,
     hours: str | None = None,
     overflow: str | None = None,
+    record: bool = True,
+    survey: bool = False,
 ) -> Line:
-    """Route a Twilio number to a staff member or a group, with its hours."""
+    """Route a Twilio number to a staff member or a group, with its hours and switches."""
     e164 = _phone(number)
-    spec = hours if hours is not None else DEFAULT_HOURS
-    try:
-        parse_hours(spec)
-    except HoursSpecError as exc:
-        raise DirectoryError(f"--hours: {exc}") from None
+    spec = _hours_spec(hours if hours is not None else DEFAULT_HOURS)
     staff, group = _target(session, target)
     overflow_group = get_group(session, overflow) if overflow else None
     if session.scalar(select(Line.id).where(Line.number == e164)) is not None:
@@ -163,11 +169,61 @@ def add_line(
         target_staff_id=staff.id if staff else None,
         target_group_id=group.id if group else None,
         overflow_group_id=overflow_group.id if overflow_group else None,
-        hours=" ".join(spec.split()),
+        hours=spec,
+        record=record,
+        survey=survey,
     )
     session.add(line)
     session.flush()
     return line
+
+
+def get_line(session: Session, number: str) -> Line:
+    e164 = _phone(number)
+    line = session.scalar(select(Line).where(Line.number == e164))
+    if line is None:
+        raise DirectoryError(f"no line {e164}")
+    return line
+
+
+def set_line(
+    session: Session,
+    number: str,
+    *,
+    target: str | None = None,
+    hours: str | None = None,
+    record: bool | None = None,
+    survey: bool | None = None,
+) -> list[str]:
+    """Change a line's target, hours or switches; return what changed, as "name: old -> new".
+
+    Like every directory change it moves the directory's version, so the next call follows it.
+    """
+    line = get_line(session, number)
+    changes: list[str] = []
+    if target is not None:
+        staff, group = _target(session, target)
+        before = describe_target(session, line)
+        line.target_staff_id = staff.id if staff else None
+        line.target_group_id = group.id if group else None
+        after = f"staff:{staff.key}" if staff else f"group:{group.key}" if group else "?"
+        if after != before:
+            changes.append(f"target: {before} -> {after}")
+    if hours is not None:
+        spec = _hours_spec(hours)
+        if spec != line.hours:
+            changes.append(f"hours: {line.hours} -> {spec}")
+            line.hours = spec
+    for name, value in (("record", record), ("survey", survey)):
+        if value is not None and value != getattr(line, name):
+            changes.append(f"{name}: {_yes(getattr(line, name))} -> {_yes(value)}")
+            setattr(line, name, value)
+    session.flush()
+    return changes
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
 
 
 def list_lines(session: Session) -> Sequence[Line]:
@@ -193,11 +249,15 @@ def add_absence(
     ends_at: datetime,
     substitute_key: str,
     note: str | None = None,
+    allow_cycle: bool = False,
 ) -> Absence:
     """Record an absence with a substitute.
 
     Refused: end not after start, a person substituting for themselves, an unknown or inactive
-    substitute, an absence overlapping another of the same person.
+    substitute, an absence overlapping another of the same person, and (unless `allow_cycle`)
+    one that closes a cycle of substitutes at some time in it: two people away who each cover
+    for the other. Calls for them then reach neither: they go to the line's overflow group, or
+    the caller hears that nobody can answer and is offered a callback.
     """
     if ends_at <= starts_at:
         raise DirectoryError("--end must be after --start")
@@ -217,6 +277,13 @@ def add_absence(
     )
     if overlapping is not None:
         raise DirectoryError(f"{staff_key} already has absence {overlapping} in that time")
+    cycle = _closed_cycle(session, staff, substitute, starts_at, ends_at)
+    if cycle and not allow_cycle:
+        raise DirectoryError(
+            f"this closes a cycle of substitutes ({' -> '.join(cycle)}): their calls would "
+            "reach neither, only the overflow group or a callback offer; "
+            "choose another substitute, or give --allow-cycle"
+        )
     absence = Absence(
         staff_id=staff.id,
         substitute_id=substitute.id,
@@ -227,6 +294,53 @@ def add_absence(
     session.add(absence)
     session.flush()
     return absence
+
+
+def closes_cycle(
+    session: Session, staff_key: str, *, substitute_key: str, starts_at: datetime, ends_at: datetime
+) -> list[str]:
+    """Return the cycle of substitutes an absence would close (keys), or [] when none."""
+    staff = get_staff(session, staff_key)
+    substitute = get_staff(session, substitute_key)
+    return _closed_cycle(session, staff, substitute, starts_at, ends_at)
+
+
+def _closed_cycle(
+    session: Session, staff: Staff, substitute: Staff, starts_at: datetime, ends_at: datetime
+) -> list[str]:
+    """Return the cycle `staff -> substitute -> ... -> staff` the new absence would close.
+
+    Followed through the absences overlapping the new one: a chain that comes back to `staff`
+    while they are away is a cycle at some moment of it.
+    """
+    rows = session.execute(
+        select(Absence.staff_id, Absence.substitute_id).where(
+            Absence.cancelled_at.is_(None),
+            Absence.starts_at < ends_at,
+            Absence.ends_at > starts_at,
+        )
+    ).all()
+    covers: dict[int, set[int]] = {}
+    for away_id, sub_id in rows:
+        covers.setdefault(away_id, set()).add(sub_id)
+    keys: dict[int, str] = {i: k for i, k in session.execute(select(Staff.id, Staff.key))}
+    path = [staff.id, substitute.id]
+    seen = {substitute.id}
+
+    def walk(current: int) -> bool:
+        for following in sorted(covers.get(current, ())):
+            if following == staff.id:
+                path.append(following)
+                return True
+            if following not in seen:
+                seen.add(following)
+                path.append(following)
+                if walk(following):
+                    return True
+                path.pop()
+        return False
+
+    return [keys[i] for i in path] if walk(substitute.id) else []
 
 
 def list_absences(

@@ -64,6 +64,8 @@ class LineInfo:
     target_group_id: int | None
     overflow_group_id: int | None
     hours: str
+    record: bool = True
+    survey: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,8 @@ def load(session: Session, settings: Settings, at: datetime, version: int) -> Di
             line.target_group_id,
             line.overflow_group_id,
             line.hours,
+            line.record,
+            line.survey,
         )
         for line in session.scalars(select(Line))
     }

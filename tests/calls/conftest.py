@@ -168,6 +168,19 @@ class Twilio:
         assert response.status_code == 204, response.get_data(as_text=True)
         return response
 
+    def accept(self, leg: str, to: str) -> ET.Element:
+        """The substitute on leg `leg` presses 1 in the whisper."""
+        form = self.form(
+            CallSid=leg,
+            ParentCallSid=self.call_sid,
+            From=self.caller,
+            To=to,
+            CallStatus="in-progress",
+            Direction="outbound-dial",
+            Digits="1",
+        )
+        return twiml(self.post("/twilio/voice/whisper", form))
+
     def dial(self, form: dict[str, Any]) -> ET.Element:
         return twiml(self.post("/twilio/voice/dial-complete", form))
 

@@ -108,6 +108,8 @@ def test_no_answer_then_the_substitute_answers(
     call.status(call.leg_form(second, LIGA, "in-progress"))
     # Her phone answered, but she has not accepted the whisper yet: not a conversation.
     assert load_call(session, call.call_sid).outcome == "in-progress"
+    # She presses 1 in the whisper: stored, then her leg is bridged.
+    assert [v.tag for v in call.accept(second, LIGA)] == []
     clock.tick(60)
     call.status(call.leg_form(second, LIGA, "completed", CallDuration="60"))
     assert [v.tag for v in call.dial(call.dial_form("completed", second, 54))] == ["Hangup"]

@@ -71,6 +71,7 @@ def known_days(phone: Phone, clock: Clock) -> None:
     department.status(department.leg_form(second, LIGA, "ringing"))
     clock.tick(5)
     department.status(department.leg_form(second, LIGA, "in-progress"))
+    department.accept(second, LIGA)
     clock.tick(40)
     department.dial(department.dial_form("completed", second, 35))
     department.status(department.parent_form("completed"))
@@ -133,6 +134,8 @@ def test_report_figures_for_a_known_scenario(known_days: None, session: Session)
         "callbacks_requested": 2,
         "callbacks_open": 2,
         "callbacks_overdue": 2,
+        "surveys": 0,
+        "survey_mean": None,
     }
     assert lines[("2026-03-02", DEPARTMENT)]["answered"] == 1
     assert lines[("2026-03-03", DIRECT)]["calls"] == 1

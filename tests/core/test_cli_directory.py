@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from callcenter.directory.models import Absence, Line, Staff
@@ -302,8 +302,16 @@ def test_groups_lines_and_hours_changes(people: None, cli: Cli) -> None:
             "number": "+37167000001",
             "target": "group:abonenti",
             "hours": "mon-thu 08:00-17:00, fri 08:00-15:30",
+            "record": True,
+            "survey": False,
         },
-        {"number": "+37167000002", "target": "staff:jberzins", "hours": "always"},
+        {
+            "number": "+37167000002",
+            "target": "staff:jberzins",
+            "hours": "always",
+            "record": True,
+            "survey": False,
+        },
     ]
     groups = cli("group", "list", "--json").json()
     assert groups[0]["members"] == ["lozola", "akalnins"]
@@ -326,3 +334,58 @@ def test_simulate_call_refuses_what_is_not_a_number_or_an_address(cli: Cli) -> N
     refused(cli("simulate-call", "--to", "garbage"), "--to", "not a phone number")
     refused(cli("simulate-call", "--from", "not-a-number"), "--from")
     refused(cli("simulate-call", "--url", "ftp:/nowhere"), "--url", "http(s)")
+
+
+def test_line_set_changes_target_hours_and_switches_and_says_what_changed(
+    people: None, cli: Cli, session: Session
+) -> None:
+    added = cli("line", "add", "67000001", "--target", "staff:jberzins", "--record", "no")
+    assert added.code == 0, added.err
+    assert "record no, survey no" in added.out
+    version = session.execute(text("SELECT version FROM directory_version")).scalar()
+    changed = cli(
+        "line", "set", "+37167000001", "--target", "staff:lozola", "--hours", "always",
+        "--record", "yes", "--survey", "yes",
+    )  # fmt: skip
+    assert changed.code == 0, changed.err
+    assert changed.out.splitlines() == [
+        "line +37167000001: target: staff:jberzins -> staff:lozola",
+        "line +37167000001: hours: mon-thu 08:00-17:00, fri 08:00-15:30 -> always",
+        "line +37167000001: record: no -> yes",
+        "line +37167000001: survey: no -> yes",
+    ]
+    # Like every directory change, it moves the version: the next call follows it.
+    assert session.execute(text("SELECT version FROM directory_version")).scalar() > version
+    row = cli("line", "list", "--json").json()[0]
+    assert (row["target"], row["hours"], row["record"], row["survey"]) == (
+        "staff:lozola", "always", True, True,
+    )  # fmt: skip
+    assert cli("line", "set", "+37167000001", "--survey", "yes").out.strip() == (
+        "line +37167000001: nothing to change"
+    )
+    refused(cli("line", "set", "+37167000009", "--record", "no"), "no line +37167000009")
+    refused(cli("line", "set", "+37167000001"), "at least one of")
+    refused(cli("line", "set", "+37167000001", "--hours", "sometimes"), "--hours")
+    refused(cli("line", "set", "+37167000001", "--target", "staff:nobody"), "nobody")
+
+
+def test_absence_that_closes_a_cycle_of_substitutes_is_refused_unless_allowed(
+    people: None, cli: Cli, session: Session
+) -> None:
+    week = ("--start", "2099-03-02T08:00", "--end", "2099-03-09T08:00")
+    assert cli("absence", "add", "jberzins", *week, "--substitute", "lozola").code == 0
+    # Overlapping in part is enough: for that while neither would take the other's calls.
+    later = ("--start", "2099-03-08T08:00", "--end", "2099-03-12T08:00")
+    refused(
+        cli("absence", "add", "lozola", *later, "--substitute", "jberzins"),
+        "cycle of substitutes (lozola -> jberzins -> lozola)",
+        "--allow-cycle",
+    )
+    assert session.scalar(select(func.count()).select_from(Absence)) == 1
+    # Not overlapping: no cycle.
+    apart = ("--start", "2099-03-09T08:00", "--end", "2099-03-12T08:00")
+    assert cli("absence", "add", "akalnins", *apart, "--substitute", "jberzins").code == 0
+    allowed = cli("absence", "add", "lozola", *later, "--substitute", "jberzins", "--allow-cycle")
+    assert allowed.code == 0, allowed.err
+    assert "warning: a cycle of substitutes" in allowed.err
+    assert "overflow group" in allowed.err

@@ -7,7 +7,12 @@ Serves, for one account (basic auth with the account SID and auth token, else 40
 - `GET  /2010-04-01/Accounts/{Sid}/Recordings/{RecordingSid}.wav`   the media (WAV);
 - `DELETE /2010-04-01/Accounts/{Sid}/Recordings/{RecordingSid}.json` 204, 404 if already gone;
 - `GET  /2010-04-01/Accounts/{Sid}/Recordings.json?PageSize=N`      the list, newest first,
-  paged through `next_page_uri` (honours `DateCreated>`).
+  paged through `next_page_uri` (honours `DateCreated>`);
+- `GET  /2010-04-01/Accounts/{Sid}/IncomingPhoneNumbers.json?PhoneNumber=E164` the account's
+  numbers matching exactly (all of them without the filter);
+- `POST /2010-04-01/Accounts/{Sid}/IncomingPhoneNumbers/{PNSid}.json` form fields VoiceUrl,
+  VoiceMethod, VoiceFallbackUrl, VoiceFallbackMethod, StatusCallback, StatusCallbackMethod
+  (and any other) update the number; 404 for a number the account does not have.
 
 Knobs (all may be changed while the server runs):
 - `add(sid=None, *, size=..., media=..., status=..., start_time=..., ...)` adds a recording and
@@ -20,7 +25,10 @@ Knobs (all may be changed while the server runs):
   many seconds before answering (pair it with a short client timeout to get a timeout).
 - `page_size`: overrides the PageSize the client asks for (to test paging with few items).
 - `requests`: every (method, path) received, in order; `auth_failures`: refused requests.
+- `serve_unknown`: when True, media of a recording SID never added is made on first request.
 - `rec.media_deleted` becomes True on a successful DELETE (the listing then says "deleted").
+- `add_number(e164, **properties)` adds a phone number (properties in Twilio's JSON names,
+  like `voice_url="..."`) and returns its dict; `numbers` holds them by SID.
 
 Use it as the `fake_twilio` fixture (import it into a conftest) or as a context manager:
 `with FakeTwilio(account_sid, auth_token) as fake: ...`.
@@ -169,6 +177,10 @@ class FakeTwilio:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.recordings: dict[str, FakeRecording] = {}
+        self.numbers: dict[str, dict[str, Any]] = {}
+        # Serve media for any recording SID asked for (a simulated call in another process
+        # reported it): the recording is made on first request.
+        self.serve_unknown = False
         self.faults: list[Fault] = []
         self.page_size: int | None = None
         self.requests: list[tuple[str, str]] = []
@@ -214,6 +226,26 @@ class FakeTwilio:
         with self._lock:
             self.recordings[rec.sid] = rec
         return rec
+
+    def add_number(self, phone_number: str, **properties: Any) -> dict[str, Any]:
+        sid = new_sid("PN")
+        number = {
+            "sid": sid,
+            "account_sid": self.account_sid,
+            "phone_number": phone_number,
+            "friendly_name": phone_number,
+            "voice_url": None,
+            "voice_method": "POST",
+            "voice_fallback_url": None,
+            "voice_fallback_method": "POST",
+            "status_callback": None,
+            "status_callback_method": "POST",
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/IncomingPhoneNumbers/{sid}.json",
+            **properties,
+        }
+        with self._lock:
+            self.numbers[sid] = number
+        return number
 
     def fail(
         self,
@@ -275,6 +307,10 @@ def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
             query = parse_qs(parts.query)
             if rest == "Recordings.json":
                 return "list", None, query
+            if rest == "IncomingPhoneNumbers.json":
+                return "numbers", None, query
+            if rest.startswith("IncomingPhoneNumbers/") and rest.endswith(".json"):
+                return "number", rest[len("IncomingPhoneNumbers/") : -len(".json")], query
             if rest.startswith("Recordings/") and rest.endswith(".wav"):
                 return "media", rest[len("Recordings/") : -len(".wav")], query
             if rest.startswith("Recordings/") and rest.endswith(".json"):
@@ -312,11 +348,38 @@ def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
                 self._media(sid or "")
             elif kind == "list":
                 self._list(query)
+            elif kind == "numbers":
+                wanted = query.get("PhoneNumber", [None])[0]
+                found = [n for n in fake.numbers.values() if wanted in (None, n["phone_number"])]
+                self._send_json(200, {"incoming_phone_numbers": found, "page": 0})
             else:
                 self._send_json(405, {"status": 405})
 
+        def do_POST(self) -> None:
+            route = self._common("POST")
+            if route is None:
+                return
+            kind, sid, _query = route
+            length = int(self.headers.get("Content-Length") or 0)
+            fields = parse_qs(self.rfile.read(length).decode())
+            if kind != "number" or sid is None:
+                self._send_json(405, {"status": 405})
+                return
+            number = fake.numbers.get(sid)
+            if number is None:
+                self._send_json(404, {"code": 20404, "message": "Not found", "status": 404})
+                return
+            for form_name, values in fields.items():
+                # VoiceFallbackUrl -> voice_fallback_url, as Twilio's JSON names it.
+                name = "".join(f"_{c.lower()}" if c.isupper() else c for c in form_name)
+                name = name.lstrip("_")
+                number[name] = values[-1]
+            self._send_json(200, number)
+
         def _media(self, sid: str) -> None:
             rec = fake.recordings.get(sid)
+            if rec is None and fake.serve_unknown and sid.startswith("RE"):
+                rec = fake.add(sid)
             fault = fake._take_fault("media", sid)
             if self._apply(fault):
                 return
