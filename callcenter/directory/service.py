@@ -30,7 +30,16 @@ MAX_SIMULTANEOUS = 10
 
 
 class DirectoryError(ValueError):
-    """A directory change refused, with the reason to show."""
+    """A directory change refused, with the reason to show.
+
+    `code` names the rule (for the console, which says it in the reader's language) and
+    `params` what the message mentions; the message itself is the command line's wording.
+    """
+
+    def __init__(self, message: str, code: str = "refused", **params: object) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params = params
 
 
 def _check_key(key: str, what: str) -> str:
@@ -52,7 +61,7 @@ def _phone(raw: str) -> str:
 def get_staff(session: Session, key: str) -> Staff:
     staff = session.scalar(select(Staff).where(Staff.key == key))
     if staff is None:
-        raise DirectoryError(f"no staff member {key!r}")
+        raise DirectoryError(f"no staff member {key!r}", "unknown-staff", key=key)
     return staff
 
 
@@ -197,16 +206,24 @@ def add_absence(
     """Record an absence with a substitute.
 
     Refused: end not after start, a person substituting for themselves, an unknown or inactive
-    substitute, an absence overlapping another of the same person.
+    substitute, an absence overlapping another of the same person, and a substitute who is
+    away at the same time with a chain of substitutes leading back to this person (calls
+    would go round in a circle; routing would cut it and ring the overflow instead).
     """
     if ends_at <= starts_at:
-        raise DirectoryError("--end must be after --start")
+        raise DirectoryError("--end must be after --start", "end-before-start")
     staff = get_staff(session, staff_key)
     if substitute_key == staff_key:
-        raise DirectoryError(f"{staff_key} cannot substitute for themselves")
+        raise DirectoryError(
+            f"{staff_key} cannot substitute for themselves", "self-substitute", key=staff_key
+        )
     substitute = get_staff(session, substitute_key)
     if not substitute.active:
-        raise DirectoryError(f"substitute {substitute_key!r} is not active")
+        raise DirectoryError(
+            f"substitute {substitute_key!r} is not active",
+            "inactive-substitute",
+            key=substitute_key,
+        )
     overlapping = session.scalar(
         select(Absence.id).where(
             Absence.staff_id == staff.id,
@@ -216,7 +233,22 @@ def add_absence(
         )
     )
     if overlapping is not None:
-        raise DirectoryError(f"{staff_key} already has absence {overlapping} in that time")
+        raise DirectoryError(
+            f"{staff_key} already has absence {overlapping} in that time",
+            "overlap",
+            key=staff_key,
+            absence=overlapping,
+        )
+    chain = _cycle(session, staff, substitute, starts_at, ends_at)
+    if chain:
+        path = " -> ".join(chain)
+        raise DirectoryError(
+            f"{substitute_key} is away then too and their substitutes lead back to "
+            f"{staff_key} ({path}): calls would go round in a circle",
+            "cycle",
+            key=staff_key,
+            chain=path,
+        )
     absence = Absence(
         staff_id=staff.id,
         substitute_id=substitute.id,
@@ -227,6 +259,31 @@ def add_absence(
     session.add(absence)
     session.flush()
     return absence
+
+
+def _cycle(
+    session: Session, staff: Staff, substitute: Staff, starts_at: datetime, ends_at: datetime
+) -> list[str]:
+    """Return the chain of substitutes from `staff` back to them in the window, or []."""
+    paths: list[list[Staff]] = [[staff, substitute]]
+    seen = {substitute.id}
+    while paths:
+        path = paths.pop()
+        rows = session.scalars(
+            select(Absence).where(
+                Absence.staff_id == path[-1].id,
+                Absence.cancelled_at.is_(None),
+                Absence.starts_at < ends_at,
+                Absence.ends_at > starts_at,
+            )
+        ).all()
+        for row in rows:
+            if row.substitute_id == staff.id:
+                return [person.key for person in path] + [staff.key]
+            if row.substitute_id not in seen:
+                seen.add(row.substitute_id)
+                paths.append([*path, row.substitute])
+    return []
 
 
 def list_absences(
@@ -243,9 +300,11 @@ def list_absences(
 def cancel_absence(session: Session, absence_id: int, *, now: datetime) -> Absence:
     absence = session.get(Absence, absence_id)
     if absence is None:
-        raise DirectoryError(f"no absence {absence_id}")
+        raise DirectoryError(f"no absence {absence_id}", "unknown-absence", absence=absence_id)
     if absence.cancelled_at is not None:
-        raise DirectoryError(f"absence {absence_id} is already cancelled")
+        raise DirectoryError(
+            f"absence {absence_id} is already cancelled", "cancelled", absence=absence_id
+        )
     absence.cancelled_at = now
     return absence
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from callcenter.calls.models import Call, CallbackRequest
 from callcenter.directory import service as directory
+from callcenter.directory.models import Absence
 from callcenter.runtime import Runtime
 from tests.conftest import ACCOUNT_SID, PUBLIC_BASE_URL, RIGA, TwilioPost, sign
 
@@ -233,7 +234,14 @@ def test_substitute_cycle_falls_back_to_the_overflow_group(
 ) -> None:
     week = (MONDAY_MORNING - timedelta(days=1), MONDAY_MORNING + timedelta(days=7))
     absence(sessions, "jberzins", "lozola", *week)
-    absence(sessions, "lozola", "jberzins", *week)
+    # add_absence refuses to close a cycle; rows from before that rule may still hold one.
+    with sessions.begin() as s:
+        jberzins, lozola = (directory.get_staff(s, key) for key in ("jberzins", "lozola"))
+        s.add(
+            Absence(
+                staff_id=lozola.id, substitute_id=jberzins.id, starts_at=week[0], ends_at=week[1]
+            )
+        )
     root = twiml(twilio_post("/twilio/voice", voice_form()))
     assert_notice_before_dial(root)
     # The overflow group "visi" rings both at once.
