@@ -22,7 +22,7 @@ from console.access import is_api
 
 
 @dataclass(frozen=True)
-class Viewer(UserMixin):  # type: ignore[misc]
+class Viewer(UserMixin):
     user_id: int
     username: str
     role: str
@@ -57,7 +57,8 @@ class Viewer(UserMixin):  # type: ignore[misc]
 
 
 def runtime() -> Runtime:
-    return current_app.extensions["callcenter.runtime"]  # type: ignore[no-any-return]
+    found: Runtime = current_app.extensions["callcenter.runtime"]
+    return found
 
 
 def _load_user(user_id: str) -> Viewer | None:

@@ -57,7 +57,6 @@ bp = Blueprint(
 )
 
 
-
 @bp.before_request
 def _csrf_for_forms() -> None:
     # Every form of the console carries the token; a POST without it is refused (400).
@@ -476,7 +475,7 @@ def _directory_page(error: str | None = None) -> Response:
             for line in directory.list_lines(session)
         ]
         groups = directory.list_groups(session)
-        group_keys = {group.id: group.key for group in groups}
+        group_keys: dict[Any, str] = {group.id: group.key for group in groups}
         for line_row in lines:
             line_row["overflow"] = group_keys.get(line_row["overflow"]) or ""
         body = render_template(

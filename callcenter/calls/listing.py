@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Select, Text, false, func, or_, select, type_coerce
@@ -84,6 +84,9 @@ def own_calls(staff: Staff) -> ColumnElement[bool]:
     )
 
 
+Q = TypeVar("Q", bound=Select)
+
+
 @dataclass(frozen=True)
 class CallFilter:
     since: datetime | None = None
@@ -96,7 +99,7 @@ class CallFilter:
     # A viewer who may see nothing (a staff user with no staff member).
     nothing: bool = False
 
-    def apply(self, query: Select[Any]) -> Select[Any]:
+    def apply(self, query: Q) -> Q:
         if self.nothing:
             return query.where(false())
         if self.since is not None:
@@ -112,7 +115,7 @@ class CallFilter:
         return query
 
 
-def _calls_query(where: CallFilter) -> Select[Any]:
+def _calls_query(where: CallFilter) -> Any:
     return where.apply(select(Call, Staff.key).outerjoin(Staff, Staff.id == Call.answered_by_id))
 
 

@@ -7,13 +7,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from callcenter.accounts import service as accounts
 from callcenter.directory import service as directory
-from tests.calls.conftest import ANDRIS, DEPARTMENT, DIRECT, JANIS, LIGA, Clock, clock, phone  # noqa: F401 - fixtures
+from tests.calls import conftest as calls_fixtures
+from tests.calls.conftest import ANDRIS, DEPARTMENT, DIRECT, JANIS, LIGA, Clock
+
+# The calls' fixtures: a clock the runtime reads, and a Twilio that places calls.
+clock = calls_fixtures.clock
+phone = calls_fixtures.phone
 
 PASSWORD = "correct horse battery"
 ROLES = ("staff", "supervisor", "compliance", "admin")
@@ -26,6 +32,12 @@ USERS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real argon2id, with the cheapest parameters: the suite hashes hundreds of passwords."""
+    monkeypatch.setattr(accounts, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024))
+
+
 @pytest.fixture
 def people(sessions: sessionmaker[Session], clock: Clock) -> dict[str, int]:
     """Staff, lines and one user per role; returns the user ids by role."""
@@ -34,9 +46,7 @@ def people(sessions: sessionmaker[Session], clock: Clock) -> dict[str, int]:
         directory.add_staff(session, "jberzins", name="Jānis Bērziņš", phone=JANIS)
         directory.add_staff(session, "lozola", name="Līga Ozola", phone=LIGA)
         directory.add_staff(session, "akalnins", name="Andris Kalniņš", phone=ANDRIS)
-        directory.add_group(
-            session, "abonenti", name="Abonenti", members=["akalnins", "lozola"]
-        )
+        directory.add_group(session, "abonenti", name="Abonenti", members=["akalnins", "lozola"])
         directory.add_line(session, DIRECT, target="staff:jberzins", hours="always")
         directory.add_line(session, DEPARTMENT, target="group:abonenti")
         for role, (username, user_role, staff) in USERS.items():
