@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Request, Response, jsonify
+from flask import Flask, Request, Response, jsonify, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
+import console
 from callcenter import settings as settings_module
 from callcenter.runtime import EXTENSION, Runtime
 from callcenter.settings import Settings
+from console import access
 from webhooks import paths
 from webhooks.forms import WebhookRequest
 from webhooks.recordings import bp as recordings_bp
@@ -40,7 +42,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     if runtime is None:
         runtime = Runtime(settings_module.for_web(settings or settings_module.load()))
 
-    app = Flask(__name__)
+    # No app-wide static folder: the console serves its own stylesheet.
+    app = Flask(__name__, static_folder=None)
     app.request_class = WebhookRequest
     app.config["SECRET_KEY"] = runtime.settings.secret_key
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
@@ -50,8 +53,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.register_blueprint(voice_bp)
     app.register_blueprint(recordings_bp)
     app.register_blueprint(status_bp)
+    # Every webhook checks Twilio's signature itself (webhooks.security.twilio_webhook).
+    for endpoint in list(app.view_functions):
+        if endpoint.split(".")[0] in (voice_bp.name, recordings_bp.name, status_bp.name):
+            access.declare(app, endpoint, access.TWILIO_SIGNED)
+    console.init_app(app, runtime.settings)
 
     @app.get(paths.HEALTH)
+    @access.public
     def healthz() -> Any:
         checks: dict[str, str] = {}
         try:
@@ -72,6 +81,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
+        if console.handles(request.path):
+            return console.error_response(exc)
         response = jsonify({"error": exc.name, "detail": exc.description})
         response.status_code = exc.code or 500
         return response

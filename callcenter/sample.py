@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from callcenter.accounts import service as accounts
+from callcenter.accounts.models import ROLES, User
 from callcenter.directory import service as directory
 from callcenter.directory.models import Staff
 
@@ -73,3 +75,34 @@ def load(session: Session, now: datetime, zone: ZoneInfo | None = None) -> bool:
         note="atvaļinājums",
     )
     return True
+
+
+# Development only (`callcenter serve`): one console user per role, with this password.
+DEVELOPMENT_PASSWORD = "development-only-password"  # noqa: S105 - loopback only, by design
+# The sample's staff user is Līga, who covers for Jānis while he is away.
+DEVELOPMENT_STAFF_KEY = "lozola"
+
+
+def load_users(session: Session, now: datetime) -> list[str]:
+    """Add a console user per role, named after it, into a database with no users yet.
+
+    The staff user is the sample's Līga; without her in the directory no staff user is added.
+    Returns the usernames added.
+    """
+    if session.scalar(select(func.count()).select_from(User)):
+        return []
+    has_staff = session.scalar(select(Staff.id).where(Staff.key == DEVELOPMENT_STAFF_KEY))
+    added = []
+    for role in ROLES:
+        if role == "staff" and has_staff is None:
+            continue
+        accounts.add_user(
+            session,
+            role,
+            role=role,
+            password=DEVELOPMENT_PASSWORD,
+            staff_key=DEVELOPMENT_STAFF_KEY if role == "staff" else None,
+            now=now,
+        )
+        added.append(role)
+    return added

@@ -103,6 +103,8 @@ class Settings:
     # Whether callers hear the substitute's name when the person they called is away.
     announce_substitute_names: bool = True
     development: bool = False
+    # Whether the console's session cookie is marked Secure (sent over https only).
+    secure_cookies: bool = True
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -367,6 +369,9 @@ def load(env: Mapping[str, str] | None = None, *, development: bool = False) -> 
     if notice_audio is not None:
         notice_audio = _http_url("NOTICE_AUDIO_URL", notice_audio, https_only=False)
 
+    # Secure cookies unless the service is reached over plain http (loopback development).
+    secure_default = not (development or (public_base or "").startswith("http://"))
+
     return Settings(
         database_url=database_url,
         recordings_url=recordings_url,
@@ -392,6 +397,7 @@ def load(env: Mapping[str, str] | None = None, *, development: bool = False) -> 
         s3_server_side_encryption=sse,
         s3_kms_key_id=_text(env, "S3_KMS_KEY_ID"),
         development=development,
+        secure_cookies=_bool(env, "CONSOLE_SECURE_COOKIES", secure_default),
     )
 
 

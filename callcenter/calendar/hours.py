@@ -226,6 +226,21 @@ class WorkingHours:
         clock = local.time().replace(tzinfo=None)
         return any(opens <= clock < closes for opens, closes in self.day(local.date()).intervals)
 
+    def open_until(self, at: datetime) -> datetime | None:
+        """Return when the line closes, if it is open at `at` (None: closed, or `always`)."""
+        if self.weekly.always:
+            return None
+        local = self.local(at)
+        clock = local.time().replace(tzinfo=None)
+        for opens, closes in self.day(local.date()).intervals:
+            if opens <= clock < closes:
+                if closes == time.max:
+                    midnight = datetime.combine(local.date() + timedelta(days=1), time(0))
+                    return midnight.replace(tzinfo=self.timezone).astimezone(UTC)
+                closing = datetime.combine(local.date(), closes, tzinfo=self.timezone)
+                return closing.astimezone(UTC)
+        return None
+
     def next_opening(self, at: datetime, horizon_days: int = 21) -> tuple[datetime, DayPlan] | None:
         """Return the next moment the line opens after `at`, with that day's plan."""
         local = self.local(at)

@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, false, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from callcenter.calls.intake import company_hours
+from callcenter.calls.listing import own_calls
 from callcenter.calls.models import Call, CallbackRequest
+from callcenter.directory.models import Staff
 from callcenter.settings import Settings
 
 REASONS = ("after-hours", "missed", "abandoned", "requested")
@@ -78,8 +80,14 @@ def request_callback(
 
 
 def list_callbacks(
-    session: Session, *, status: str | None = None, overdue_at: datetime | None = None
+    session: Session,
+    *,
+    status: str | None = None,
+    overdue_at: datetime | None = None,
+    own: Staff | None = None,
+    nothing: bool = False,
 ) -> Sequence[CallbackRequest]:
+    """Callback requests, soonest due first; `own`: only those of a staff member's calls."""
     query = (
         select(CallbackRequest)
         .options(joinedload(CallbackRequest.call))
@@ -89,6 +97,10 @@ def list_callbacks(
         query = query.where(CallbackRequest.status == status)
     if overdue_at is not None:
         query = query.where(CallbackRequest.status == "open", CallbackRequest.due_at < overdue_at)
+    if own is not None:
+        query = query.where(CallbackRequest.call_id.in_(select(Call.id).where(own_calls(own))))
+    if nothing:
+        query = query.where(false())
     return session.scalars(query).all()
 
 

@@ -47,10 +47,15 @@ class Answer:
 
 def company_hours(session: Session, settings: Settings, now: datetime) -> WorkingHours:
     """The company's own working days, which callback due dates are counted in."""
+    return hours_of(session, settings, DEFAULT_HOURS, now)
+
+
+def hours_of(session: Session, settings: Settings, spec: str, now: datetime) -> WorkingHours:
+    """The working hours of an hours spec around `now`: calendar and one-off changes applied."""
     today = now.astimezone(settings.timezone).date()
     changes = directory.hours_changes(session, today - timedelta(days=1), today + CHANGES_AHEAD)
     return WorkingHours(
-        parse_hours(DEFAULT_HOURS),
+        parse_hours(spec),
         LatvianCalendar(settings.moved_days_off),
         settings.timezone,
         changes,

@@ -12,11 +12,11 @@ import sys
 import click
 from sqlalchemy.exc import DBAPIError
 
-from callcenter.cli import calls, directory, recordings, retention, server, twilio
+from callcenter.cli import calls, directory, recordings, retention, server, twilio, users
 from callcenter.cli.common import CliError, cli
 from callcenter.settings import SettingsError
 
-for module in (directory, calls, recordings, retention, server, twilio):
+for module in (directory, calls, recordings, retention, server, twilio, users):
     module.register(cli)
 
 __all__ = ["cli", "main"]

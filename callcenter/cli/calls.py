@@ -11,13 +11,13 @@ import click
 from sqlalchemy import select
 
 from callcenter.calls import callbacks as callbacks_module
+from callcenter.calls import listing
 from callcenter.calls import report as report_module
-from callcenter.calls.models import Call, CallbackRequest
+from callcenter.calls.models import Call
 from callcenter.cli.common import (
     CliError,
     emit,
     json_option,
-    local_iso,
     now,
     parse_date,
     parse_time,
@@ -25,27 +25,6 @@ from callcenter.cli.common import (
     unit_of_work,
 )
 from callcenter.directory.models import Staff
-
-
-def call_row(call: Call, answered_by: str | None) -> dict[str, Any]:
-    return {
-        "call_sid": call.call_sid,
-        "from": call.from_number,
-        "to": call.to_number,
-        "started_at": local_iso(call.started_at),
-        "outcome": call.outcome,
-        "answered_by": answered_by,
-        "as_substitute": call.as_substitute,
-        "status": call.status,
-        "ended_at": local_iso(call.ended_at),
-        "intended": call.intended,
-        "routing": call.routing_note,
-        "notice": call.notice,
-        "recorded": call.recorded,
-        "survey": call.survey,
-        "ring_seconds": call.ring_seconds,
-        "talk_seconds": call.talk_seconds,
-    }
 
 
 @click.group()
@@ -66,26 +45,13 @@ def calls_list(since: str | None, as_json: bool) -> None:
     if since:
         query = query.where(Call.started_at >= parse_time(since, "--since"))
     with unit_of_work() as session:
-        rows = [call_row(call, key) for call, key in session.execute(query)]
+        zone = runtime().settings.timezone
+        rows = [listing.call_row(call, key, zone) for call, key in session.execute(query)]
     emit(
         rows,
         as_json,
         ["call_sid", "from", "started_at", "outcome", "answered_by", "as_substitute", "intended"],
     )
-
-
-def callback_row(item: CallbackRequest) -> dict[str, Any]:
-    return {
-        "id": item.id,
-        "phone": item.phone,
-        "call_sid": item.call.call_sid if item.call else None,
-        "reason": item.reason,
-        "requested_at": local_iso(item.requested_at),
-        "due_at": local_iso(item.due_at),
-        "status": item.status,
-        "done_at": local_iso(item.done_at),
-        "note": item.note,
-    }
 
 
 @click.group()
@@ -105,7 +71,7 @@ def callbacks_list(overdue: bool, show_all: bool, as_json: bool) -> None:
             status=None if show_all or overdue else "open",
             overdue_at=now() if overdue else None,
         )
-        rows = [callback_row(item) for item in items]
+        rows = [listing.callback_row(item, runtime().settings.timezone) for item in items]
     emit(rows, as_json, ["id", "phone", "reason", "due_at", "status"])
 
 

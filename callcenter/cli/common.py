@@ -9,12 +9,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import click
-from dateutil import tz
 from sqlalchemy.orm import Session
 
+from callcenter import localtime
 from callcenter import settings as settings_module
 from callcenter.db import transaction
 from callcenter.runtime import Runtime
@@ -56,29 +55,9 @@ def now() -> datetime:
 def parse_time(value: str, option: str) -> datetime:
     """Parse ISO 8601; a time without an offset is the line's local time."""
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise CliError(f"{option}: not an ISO 8601 time: {value!r}") from None
-    if parsed.tzinfo is None:
-        zone = runtime().settings.timezone
-        # On the DST change days a local time can be skipped or happen twice: say so rather
-        # than guess which instant was meant.
-        if not tz.datetime_exists(parsed, zone):
-            raise CliError(
-                f"{option}: {value} does not exist in {zone.key} (the clocks skip it); "
-                "give a time outside the change, or an offset"
-            )
-        if tz.datetime_ambiguous(parsed, zone):
-            raise CliError(
-                f"{option}: {value} happens twice in {zone.key} (the clocks go back); "
-                "give its offset, e.g. " + ", ".join(_offsets(parsed, zone))
-            )
-        parsed = parsed.replace(tzinfo=zone)
-    return parsed.astimezone(UTC)
-
-
-def _offsets(local: datetime, zone: ZoneInfo) -> list[str]:
-    return [local.replace(tzinfo=zone, fold=fold).isoformat() for fold in (0, 1)]
+        return localtime.parse_local(value, runtime().settings.timezone)
+    except localtime.LocalTimeError as exc:
+        raise CliError(f"{option}: {exc}") from None
 
 
 def parse_date(value: str, option: str) -> date:
@@ -90,9 +69,7 @@ def parse_date(value: str, option: str) -> date:
 
 def local_iso(at: datetime | None) -> str | None:
     """Render a time as ISO 8601 in the line's zone, with its offset."""
-    if at is None:
-        return None
-    return at.astimezone(runtime().settings.timezone).isoformat()
+    return localtime.local_iso(at, runtime().settings.timezone)
 
 
 def emit(rows: Sequence[dict[str, Any]], as_json: bool, columns: Sequence[str]) -> None:

@@ -241,15 +241,20 @@ def absence_add(
         cycle = directory.closes_cycle(
             session, key, substitute_key=substitute, starts_at=starts_at, ends_at=ends_at
         )
-        added = directory.add_absence(
-            session,
-            key,
-            starts_at=starts_at,
-            ends_at=ends_at,
-            substitute_key=substitute,
-            note=note,
-            allow_cycle=allow_cycle,
-        )
+        try:
+            added = directory.add_absence(
+                session,
+                key,
+                starts_at=starts_at,
+                ends_at=ends_at,
+                substitute_key=substitute,
+                note=note,
+                allow_cycle=allow_cycle,
+            )
+        except directory.DirectoryError as exc:
+            if exc.code == "cycle":
+                raise directory.DirectoryError(f"{exc}, or give --allow-cycle", exc.code) from None
+            raise
         click.echo(f"absence {added.id}: {key} away, {substitute} substitutes")
     if cycle:
         click.echo(

@@ -116,6 +116,14 @@ def serve(port: int, demo: bool, with_scheduler: bool) -> None:
         with rt.sessions.begin() as session:
             if sample.load(session, now(), rt.settings.timezone):
                 click.echo("loaded the sample directory (callcenter staff list, line list)")
+    with rt.sessions.begin() as session:
+        users = sample.load_users(session, now())
+    if users:
+        click.echo(
+            f"development console users: {', '.join(users)}, each with the password "
+            f"{sample.DEVELOPMENT_PASSWORD!r} (callcenter users list)",
+            err=True,
+        )
     env = settings_module.development_env(os.environ, port)
     if not (os.environ.get("PUBLIC_BASE_URL") or "").strip():
         # The scheduler needs no public address, and the development one is plain http,
@@ -130,7 +138,7 @@ def serve(port: int, demo: bool, with_scheduler: bool) -> None:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    click.echo(f"serving on {base} (Ctrl-C stops)")
+    click.echo(f"serving on {base} (Ctrl-C stops); the console: {base}/console/")
     if demo:
         _demo_calls(rt, base)
 

@@ -30,7 +30,16 @@ MAX_SIMULTANEOUS = 10
 
 
 class DirectoryError(ValueError):
-    """A directory change refused, with the reason to show."""
+    """A directory change refused, with the reason to show.
+
+    `code` names the rule (for the console, which says it in the reader's language) and
+    `params` what the message mentions; the message itself is the command line's wording.
+    """
+
+    def __init__(self, message: str, code: str = "refused", **params: object) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params = params
 
 
 def _check_key(key: str, what: str) -> str:
@@ -52,7 +61,7 @@ def _phone(raw: str) -> str:
 def get_staff(session: Session, key: str) -> Staff:
     staff = session.scalar(select(Staff).where(Staff.key == key))
     if staff is None:
-        raise DirectoryError(f"no staff member {key!r}")
+        raise DirectoryError(f"no staff member {key!r}", "unknown-staff", key=key)
     return staff
 
 
@@ -260,13 +269,19 @@ def add_absence(
     the caller hears that nobody can answer and is offered a callback.
     """
     if ends_at <= starts_at:
-        raise DirectoryError("--end must be after --start")
+        raise DirectoryError("--end must be after --start", "end-before-start")
     staff = get_staff(session, staff_key)
     if substitute_key == staff_key:
-        raise DirectoryError(f"{staff_key} cannot substitute for themselves")
+        raise DirectoryError(
+            f"{staff_key} cannot substitute for themselves", "self-substitute", key=staff_key
+        )
     substitute = get_staff(session, substitute_key)
     if not substitute.active:
-        raise DirectoryError(f"substitute {substitute_key!r} is not active")
+        raise DirectoryError(
+            f"substitute {substitute_key!r} is not active",
+            "inactive-substitute",
+            key=substitute_key,
+        )
     overlapping = session.scalar(
         select(Absence.id).where(
             Absence.staff_id == staff.id,
@@ -276,13 +291,22 @@ def add_absence(
         )
     )
     if overlapping is not None:
-        raise DirectoryError(f"{staff_key} already has absence {overlapping} in that time")
+        raise DirectoryError(
+            f"{staff_key} already has absence {overlapping} in that time",
+            "overlap",
+            key=staff_key,
+            absence=overlapping,
+        )
     cycle = _closed_cycle(session, staff, substitute, starts_at, ends_at)
     if cycle and not allow_cycle:
+        path = " -> ".join(cycle)
         raise DirectoryError(
-            f"this closes a cycle of substitutes ({' -> '.join(cycle)}): their calls would "
+            f"this closes a cycle of substitutes ({path}): their calls would "
             "reach neither, only the overflow group or a callback offer; "
-            "choose another substitute, or give --allow-cycle"
+            "choose another substitute",
+            "cycle",
+            key=staff_key,
+            chain=path,
         )
     absence = Absence(
         staff_id=staff.id,
@@ -357,9 +381,11 @@ def list_absences(
 def cancel_absence(session: Session, absence_id: int, *, now: datetime) -> Absence:
     absence = session.get(Absence, absence_id)
     if absence is None:
-        raise DirectoryError(f"no absence {absence_id}")
+        raise DirectoryError(f"no absence {absence_id}", "unknown-absence", absence=absence_id)
     if absence.cancelled_at is not None:
-        raise DirectoryError(f"absence {absence_id} is already cancelled")
+        raise DirectoryError(
+            f"absence {absence_id} is already cancelled", "cancelled", absence=absence_id
+        )
     absence.cancelled_at = now
     return absence
 

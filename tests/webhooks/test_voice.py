@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from callcenter.calls.models import Call, CallbackRequest
 from callcenter.directory import service as directory
+from callcenter.directory.models import Absence
 from callcenter.runtime import Runtime
 from tests.conftest import ACCOUNT_SID, PUBLIC_BASE_URL, RIGA, TwilioPost, sign
 
@@ -65,6 +66,18 @@ def absence(
     with sessions.begin() as session:
         directory.add_absence(
             session, who, starts_at=start, ends_at=end, substitute_key=sub, allow_cycle=True
+        )
+
+
+def cycle_absence(
+    sessions: sessionmaker[Session], who: str, sub: str, start: datetime, end: datetime
+) -> None:
+    """Write an absence that closes a cycle: add_absence refuses that now, but rows from
+    before that rule may still hold one, and routing must cut it."""
+    with sessions.begin() as session:
+        staff, substitute = directory.get_staff(session, who), directory.get_staff(session, sub)
+        session.add(
+            Absence(staff_id=staff.id, substitute_id=substitute.id, starts_at=start, ends_at=end)
         )
 
 
@@ -235,7 +248,7 @@ def test_substitute_cycle_falls_back_to_the_overflow_group(
 ) -> None:
     week = (MONDAY_MORNING - timedelta(days=1), MONDAY_MORNING + timedelta(days=7))
     absence(sessions, "jberzins", "lozola", *week)
-    absence(sessions, "lozola", "jberzins", *week)
+    cycle_absence(sessions, "lozola", "jberzins", *week)
     root = twiml(twilio_post("/twilio/voice", voice_form()))
     assert_notice_before_dial(root)
     # The overflow group "visi" rings both at once.
@@ -248,7 +261,7 @@ def test_everybody_away_offers_a_callback_never_silence(
 ) -> None:
     week = (MONDAY_MORNING - timedelta(days=1), MONDAY_MORNING + timedelta(days=7))
     absence(sessions, "lozola", "jberzins", *week)
-    absence(sessions, "jberzins", "lozola", *week)
+    cycle_absence(sessions, "jberzins", "lozola", *week)
     absence(sessions, "akalnins", "lozola", *week)
     root = twiml(twilio_post("/twilio/voice", voice_form(to=LINE)))
     assert root.find("Dial") is None
