@@ -237,3 +237,28 @@ def test_cli_reconcile_refuses_a_bad_date(
     assert run(["recordings", "reconcile", "--since", "last week"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("callcenter: --since") and "\n" not in err
+
+
+def test_a_tenth_of_the_callbacks_dropped_are_all_recovered_by_reconciliation(
+    runtime: Runtime,
+    session: Session,
+    fake_twilio: FakeTwilio,
+    post_recording: PostRecording,
+) -> None:
+    # Fifty recordings at Twilio; one callback in ten never arrives (Twilio gave up on it).
+    made = [fake_twilio.add(start_time=NOW - timedelta(hours=2, minutes=i)) for i in range(50)]
+    dropped = {rec.sid for i, rec in enumerate(made) if i % 10 == 3}
+    for rec in made:
+        if rec.sid not in dropped:
+            assert post_recording(rec).status_code == 204
+    assert set(rows(session)) == {r.sid for r in made} - dropped
+
+    report = reconcile(runtime, NOW)
+    assert set(report.created) == dropped
+    stored = ingest(runtime)
+    assert sorted(stored.stored) == sorted(r.sid for r in made)
+    found = rows(session)
+    assert {row.status for row in found.values()} == {"stored"} and len(found) == 50
+    # Each stored once, logged once: the recovered ones no differently from the rest.
+    logged = [sid for event, sid in events(session) if event == "stored"]
+    assert sorted(logged) == sorted(r.sid for r in made)
