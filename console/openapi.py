@@ -13,22 +13,15 @@ from typing import Any, TypeVar
 from apispec import APISpec
 from flask import Flask
 
+from callcenter.calls import listing
+
 F = TypeVar("F", bound=Callable[..., Any])
 ATTRIBUTE = "openapi_operation"
 
 _NULLABLE_STRING = {"type": "string", "nullable": True}
 _TIME = {"type": "string", "format": "date-time"}
 _NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
-OUTCOMES = [
-    "answered",
-    "no-answer",
-    "busy",
-    "failed",
-    "abandoned",
-    "after-hours",
-    "callback-requested",
-    "in-progress",
-]
+OUTCOMES = list(listing.OUTCOMES)
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": {

@@ -18,19 +18,12 @@ from sqlalchemy import ColumnElement, Select, Text, false, func, or_, select, ty
 from sqlalchemy.orm import Session
 
 from callcenter.calls.models import Call, CallbackRequest
+from callcenter.calls.states import Outcome
 from callcenter.directory.models import Staff
 from callcenter.localtime import local_iso
 
-OUTCOMES = (
-    "answered",
-    "no-answer",
-    "busy",
-    "failed",
-    "abandoned",
-    "after-hours",
-    "callback-requested",
-    "in-progress",
-)
+# The outcomes a call can have, as `calls list` gives them.
+OUTCOMES = tuple(str(outcome) for outcome in Outcome)
 # Missed, as the console counts it: the caller was not helped although the line was open.
 MISSED = frozenset({"no-answer", "busy", "failed", "abandoned"})
 
