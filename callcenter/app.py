@@ -11,7 +11,7 @@ from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
 from callcenter import settings as settings_module
-from callcenter.runtime import EXTENSION, Runtime
+from callcenter.runtime import EXTENSION, WEB_BOUNDS, Runtime
 from callcenter.settings import Settings
 from webhooks import paths
 from webhooks.forms import WebhookRequest
@@ -38,7 +38,9 @@ class _NoSessionsForTwilio(SecureCookieSessionInterface):
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
     """Build the web app. Settings come from the environment unless given."""
     if runtime is None:
-        runtime = Runtime(settings_module.for_web(settings or settings_module.load()))
+        runtime = Runtime(
+            settings_module.for_web(settings or settings_module.load()), bounds=WEB_BOUNDS
+        )
 
     app = Flask(__name__)
     app.request_class = WebhookRequest

@@ -28,6 +28,9 @@ DEFAULT_RETENTION_MONTHS = 3
 DEFAULT_DIAL_TIMEOUT_SECONDS = 20
 # A callback request is due this many working days after the call.
 DEFAULT_CALLBACK_WORKING_DAYS = 2
+# A caller waits at most this long on the database before hearing the fallback: well under
+# a second, so the whole answer (with gunicorn and the network) stays within one.
+DEFAULT_VOICE_DATABASE_TIMEOUT_MS = 600
 
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _LANGUAGE = re.compile(r"^[a-z]{2}-[A-Z]{2}$")
@@ -71,6 +74,8 @@ class Settings:
     callback_working_days: int = DEFAULT_CALLBACK_WORKING_DAYS
     s3_server_side_encryption: str | None = None
     s3_kms_key_id: str | None = None
+    # Every database wait of a voice route ends within this; then the caller hears the fallback.
+    voice_database_timeout_ms: int = DEFAULT_VOICE_DATABASE_TIMEOUT_MS
     development: bool = False
 
     def require(self, name: str) -> str:
@@ -288,6 +293,9 @@ def load(env: Mapping[str, str] | None = None, *, development: bool = False) -> 
         ),
         s3_server_side_encryption=sse,
         s3_kms_key_id=_text(env, "S3_KMS_KEY_ID"),
+        voice_database_timeout_ms=_int(
+            env, "VOICE_DATABASE_TIMEOUT_MS", DEFAULT_VOICE_DATABASE_TIMEOUT_MS, 100, 5000
+        ),
         development=development,
     )
 

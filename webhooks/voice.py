@@ -21,7 +21,7 @@ from callcenter import phones
 from callcenter.calls import callbacks, outcomes, speech
 from callcenter.calls import intake as calls
 from callcenter.calls.fastpath import VoicePath
-from callcenter.db import transaction
+from callcenter.db import deadline, transaction
 from callcenter.runtime import Runtime
 from callcenter.settings import Settings
 from webhooks import paths, twiml
@@ -48,7 +48,7 @@ def _keep_voice_path(state: BlueprintSetupState) -> None:
         return str(_render(settings, answer, first_contact=True)).encode()
 
     state.app.extensions[_VOICE_PATH] = VoicePath(
-        lambda: runtime.settings, runtime.directory, runtime.engine, render
+        lambda: runtime.settings, runtime.directory, runtime.voice_engine, render
     )
 
 
@@ -78,7 +78,9 @@ def _twiml_route(
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Response:
             try:
-                return _xml(view(*args, **kwargs))
+                # A caller is on the line: no database wait may outlast the bound.
+                with deadline(_runtime().settings.voice_database_timeout_ms / 1000):
+                    return _xml(view(*args, **kwargs))
             except (MissingField, outcomes.BadEvent) as exc:
                 return Response(str(exc), status=400, mimetype="text/plain")
             except HTTPException:
@@ -156,7 +158,7 @@ def dial_complete() -> VoiceResponse:
     """A dial ended: done if answered; otherwise the next target, then a callback offer."""
     form = require(request.form, "CallSid", "DialCallStatus")
     runtime = _runtime()
-    with transaction(runtime.sessions) as session:
+    with transaction(runtime.voice_sessions) as session:
         call = calls.find_call(session, form["CallSid"])
         if call is None:
             log.warning("dial-complete for unknown call %s", form["CallSid"])
@@ -196,7 +198,7 @@ def whisper() -> VoiceResponse:
     parent_sid = request.form.get("ParentCallSid", "")
     to = request.form.get("To", "")
     for_name = None
-    with transaction(_runtime().sessions) as session:
+    with transaction(_runtime().voice_sessions) as session:
         call = calls.find_call(session, parent_sid) if parent_sid else None
         if call is not None:
             for_name = calls.substitute_for(call, to)
@@ -231,7 +233,7 @@ def callback_request() -> VoiceResponse:
     else:
         return twiml.say_and_hang_up(speech.GOODBYE)
     now = runtime.now()
-    with transaction(runtime.sessions) as session:
+    with transaction(runtime.voice_sessions) as session:
         call = calls.find_call(session, form["CallSid"])
         request_row = callbacks.request_callback(
             session, settings, phone=number, reason="requested", now=now, call=call

@@ -70,8 +70,11 @@ def unreachable_database(runtime: Runtime) -> None:
     """Point the service at a database server that refuses connections (port 1)."""
     from callcenter.db import make_engine, make_sessionmaker
 
-    runtime.engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    for name in ("engine", "voice_engine"):
+        setattr(runtime, name, make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none"))
     runtime.sessions = make_sessionmaker(runtime.engine)
+    runtime.voice_sessions = make_sessionmaker(runtime.voice_engine)
+    runtime.__dict__.pop("pinned", None)
 
 
 def voice_form(call_sid: str = "CA" + "1" * 32, to: str = DIRECT, caller: str = CALLER) -> dict:
