@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -27,12 +28,25 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
-def is_current(engine: Engine) -> bool:
-    """Tell whether the database is at the newest revision."""
-    script = ScriptDirectory.from_config(_config(engine))
+def revisions(engine: Engine) -> tuple[set[str], set[str]]:
+    """Return (the database's revisions, the code's newest): equal when it is up to date."""
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_heads()
-    return set(current) == set(script.get_heads())
+    return set(current), set(_heads())
+
+
+@functools.cache
+def _heads() -> tuple[str, ...]:
+    # Read once per process: the code's revisions do not change while it runs.
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return tuple(ScriptDirectory.from_config(config).get_heads())
+
+
+def is_current(engine: Engine) -> bool:
+    """Tell whether the database is at the newest revision."""
+    current, head = revisions(engine)
+    return current == head
 
 
 def revision(engine: Engine, message: str) -> None:

@@ -76,6 +76,8 @@ class Settings:
     s3_kms_key_id: str | None = None
     # Every database wait of a voice route ends within this; then the caller hears the fallback.
     voice_database_timeout_ms: int = DEFAULT_VOICE_DATABASE_TIMEOUT_MS
+    # Log lines: "text" (one line, time first) or "json" (one object per line).
+    log_format: str = "text"
     development: bool = False
 
     def require(self, name: str) -> str:
@@ -168,6 +170,15 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise SettingsError(name, f"must be true or false, got {raw!r}")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    if raw.lower() not in choices:
+        raise SettingsError(name, f"must be one of {', '.join(choices)}, got {raw!r}")
+    return raw.lower()
 
 
 def _e164(name: str, raw: str) -> str:
@@ -296,6 +307,7 @@ def load(env: Mapping[str, str] | None = None, *, development: bool = False) -> 
         voice_database_timeout_ms=_int(
             env, "VOICE_DATABASE_TIMEOUT_MS", DEFAULT_VOICE_DATABASE_TIMEOUT_MS, 100, 5000
         ),
+        log_format=_choice(env, "LOG_FORMAT", ("text", "json"), "text"),
         development=development,
     )
 

@@ -97,7 +97,7 @@ def test_a_whole_call_through_gunicorn_and_the_cli(process_env: dict[str, str], 
         assert result.returncode == 0, result.stderr
 
     health = requests.get(web + "/healthz", timeout=5)
-    assert health.json() == {"database": "ok", "storage": "ok"}
+    assert health.json().items() >= {"database": "ok", "storage": "ok"}.items()
 
     unsigned = requests.post(web + "/twilio/voice", data={"CallSid": "CA1"}, timeout=5)
     assert unsigned.status_code == 403
@@ -205,7 +205,7 @@ def test_the_readme_run_command_serves_and_shows_a_call(tmp_path: Path) -> None:
     notice = output.index("ierakstīta")
     assert notice < output.index("dialling +37120000002")
     assert "Jānis Bērziņš" in output and "atzvanīsim" in output
-    assert health.json() == {"database": "ok", "storage": "ok"}
+    assert health.json().items() >= {"database": "ok", "storage": "ok"}.items()
     assert (tmp_path / "var" / "callcenter.db").exists()
     assert another.returncode == 0, another.stderr
     assert "caller presses 1" in another.stdout
