@@ -30,7 +30,7 @@ DEFAULT_DIAL_TIMEOUT_SECONDS = 20
 DEFAULT_CALLBACK_WORKING_DAYS = 2
 # A caller waits at most this long on the database before hearing the fallback: well under
 # a second, so the whole answer (with gunicorn and the network) stays within one.
-DEFAULT_VOICE_DATABASE_TIMEOUT_MS = 600
+DEFAULT_VOICE_DATABASE_TIMEOUT_MS = 500
 
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _LANGUAGE = re.compile(r"^[a-z]{2}-[A-Z]{2}$")

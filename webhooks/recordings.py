@@ -15,6 +15,7 @@ from flask import Blueprint, Response, abort, current_app, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 
+from callcenter import logs
 from callcenter.adapters.twilio_api import RECORDING_SID
 from callcenter.db import transaction
 from callcenter.recordings.callback import RecordingCallback, check_start_time, record_callback
@@ -22,6 +23,7 @@ from callcenter.runtime import Runtime
 from callcenter.twilio_values import CALL_SID, parse_twilio_time
 from webhooks import paths
 from webhooks.security import MissingField, require, twilio_webhook
+from webhooks.voice import FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +121,13 @@ def recording_status() -> Response:
     try:
         with transaction(runtime.sessions) as session:
             record_callback(session, callback, runtime.settings, now=now)
-    except SQLAlchemyError:
+    except SQLAlchemyError as exc:
         # Twilio retries a 5xx; reconciliation catches what is lost beyond that.
-        log.exception("recording-status for %s could not be stored", callback.recording_sid)
+        log.error(
+            "recording-status for %s could not be stored: %s",
+            callback.recording_sid,
+            logs.cause(exc),
+            exc_info=FAILURES.first(exc),
+        )
         return Response("temporarily unavailable", status=503, mimetype="text/plain")
     return Response(status=204)

@@ -17,7 +17,7 @@ from flask.blueprints import BlueprintSetupState
 from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.exceptions import HTTPException
 
-from callcenter import phones
+from callcenter import logs, phones
 from callcenter.calls import callbacks, outcomes, speech
 from callcenter.calls import intake as calls
 from callcenter.calls.fastpath import VoicePath
@@ -30,6 +30,9 @@ from webhooks.security import MissingField, require, twilio_webhook
 log = logging.getLogger(__name__)
 
 bp = Blueprint("voice", __name__)
+
+# Which failures' tracebacks were written lately (one per kind per outage, for every webhook).
+FAILURES = logs.OncePerOutage()
 
 
 def _runtime() -> Runtime:
@@ -85,8 +88,14 @@ def _twiml_route(
                 return Response(str(exc), status=400, mimetype="text/plain")
             except HTTPException:
                 raise  # 403 for a bad signature, and the like: answers, not failures
-            except Exception:
-                log.exception("voice route %s failed; answering without the database", request.path)
+            except Exception as exc:
+                # One line per call with the cause; the traceback once per outage.
+                log.error(
+                    "voice route %s failed, answered with the fallback: %s",
+                    request.path,
+                    logs.cause(exc),
+                    exc_info=FAILURES.first(exc),
+                )
                 return _xml(on_error())
 
         return wrapper
