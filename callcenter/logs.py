@@ -128,13 +128,24 @@ class OncePerOutage:
 
     def first(self, exc: BaseException) -> bool:
         """Whether this failure is the first of its kind in `quiet_seconds` (then show it)."""
-        kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        kind = _kind(exc)
         now = time.monotonic()
         last = self._last.get(kind)
         if last is not None and now - last < self.quiet_seconds:
             return False
         self._last[kind] = now
         return True
+
+
+# Whatever a database outage raises (refused, timed out, locked, dropped) is one kind.
+_DATABASE_MODULES = ("sqlalchemy", "psycopg", "sqlite3", "callcenter.db")
+
+
+def _kind(exc: BaseException) -> str:
+    module = type(exc).__module__
+    if module.startswith(_DATABASE_MODULES):
+        return "database"
+    return f"{module}.{type(exc).__qualname__}"
 
 
 def cause(exc: BaseException) -> str:
