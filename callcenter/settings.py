@@ -58,6 +58,8 @@ class Settings:
     recordings_url: str = DEFAULT_RECORDINGS_URL
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
+    # During a token rotation, the other token: signatures made with it are accepted too.
+    twilio_auth_token_secondary: str | None = None
     twilio_api_base_url: str = DEFAULT_TWILIO_API_BASE_URL
     public_base_url: str | None = None
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo(DEFAULT_TIMEZONE))
@@ -287,6 +289,7 @@ def load(env: Mapping[str, str] | None = None, *, development: bool = False) -> 
         recordings_url=recordings_url,
         twilio_account_sid=account_sid,
         twilio_auth_token=_text(env, "TWILIO_AUTH_TOKEN"),
+        twilio_auth_token_secondary=_text(env, "TWILIO_AUTH_TOKEN_SECONDARY"),
         twilio_api_base_url=api_base,
         public_base_url=public_base,
         timezone=timezone,

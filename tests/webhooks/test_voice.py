@@ -717,7 +717,7 @@ def test_a_running_process_announces_a_change_from_the_first_second_of_its_week(
         [datetime(2026, 11, 24, 23, 59, 59, tzinfo=RIGA), datetime(2026, 11, 25, 0, 0, tzinfo=RIGA)]
     ):
         at(moment)
-        root = twiml(twilio_post("/twilio/voice", voice_form(f"CB{number:032x}", to=always)))
+        root = twiml(twilio_post("/twilio/voice", voice_form(f"CA{number + 100:032x}", to=always)))
         assert_notice_before_dial(root)
         said.append(" ".join(s.text or "" for s in root.iter("Say")))
     assert "īsāk" not in said[0]
