@@ -17,6 +17,7 @@ from werkzeug.datastructures import MultiDict
 
 from callcenter import logs
 from callcenter.adapters.twilio_api import RECORDING_SID
+from callcenter.calls import outage
 from callcenter.db import transaction
 from callcenter.recordings.callback import RecordingCallback, check_start_time, record_callback
 from callcenter.runtime import Runtime
@@ -120,6 +121,15 @@ def recording_status() -> Response:
         return _bad_request(str(exc))
     try:
         with transaction(runtime.sessions) as session:
+            # A call answered by the fallback while the database was out of reach has no
+            # row yet: written now, so its recording belongs to a call in the log.
+            outage.record_unknown_call(
+                session,
+                call_sid=callback.call_sid,
+                from_number="",
+                to_number="",
+                started_at=callback.started_at,
+            )
             record_callback(session, callback, runtime.settings, now=now)
     except SQLAlchemyError as exc:
         # Twilio retries a 5xx; reconciliation catches what is lost beyond that.

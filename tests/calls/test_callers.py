@@ -12,7 +12,16 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy.orm import Session
 
-from tests.calls.conftest import ANDRIS, DIRECT, Twilio, dialled, load_call, requests_of, twiml
+from tests.calls.conftest import (
+    ANDRIS,
+    DIRECT,
+    Twilio,
+    dialled,
+    events_of,
+    load_call,
+    requests_of,
+    twiml,
+)
 
 pytestmark = pytest.mark.usefixtures("staffed")
 
@@ -49,3 +58,15 @@ def test_a_sip_caller_asking_to_be_called_back_is_asked_for_a_number(
     form = call.form(CallSid=call.call_sid, From=caller, To=DIRECT, Digits="29111111#")
     twiml(call.post("/twilio/voice/callback-request", form))
     assert [r.phone for r in requests_of(session)] == ["+37129111111"]
+
+
+def test_an_event_keeps_only_the_fields_it_uses_bounded(
+    phone: Callable[..., Twilio], session: Session
+) -> None:
+    call = phone()
+    call.start()
+    call.status(call.parent_form("completed", CallDuration="3", Padding="x" * 60_000))
+    (event,) = events_of(session, load_call(session, call.call_sid))
+    assert "Padding" not in event.payload
+    assert event.payload["CallStatus"] == "completed" and event.payload["CallDuration"] == "3"
+    assert len(str(event.payload)) < 2_000
