@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import select
+import shlex
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -37,14 +39,19 @@ def procfile_command(process: str) -> str:
     raise AssertionError(f"no {process} in the Procfile")
 
 
+def venv_command(process: str) -> str:
+    """The Procfile's command, its program run by this interpreter (this test run's install)."""
+    program, _, rest = procfile_command(process).partition(" ")
+    return f"{shlex.quote(sys.executable)} -m {program} {rest}"
+
+
 @contextmanager
 def procfile_web(env: dict[str, str], log_path: Path, **extra: str) -> Iterator[str]:
     """Run the Procfile's `web` on loopback until /healthz answers 200; yield its base URL."""
     port = free_port()
     log = log_path.open("w")
-    command = procfile_command("web")
     server = subprocess.Popen(
-        ["bash", "-c", f"exec {command} --bind 127.0.0.1:{port}"],
+        ["bash", "-c", f"exec {venv_command('web')} --bind 127.0.0.1:{port}"],
         env={**env, "PORT": str(port), "WEB_CONCURRENCY": "2", **extra},
         stdout=log,
         stderr=subprocess.STDOUT,

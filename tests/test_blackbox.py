@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.processes import venv_command
+
 CALLCENTER = [sys.executable, "-m", "callcenter"]
 
 
@@ -29,16 +31,6 @@ def process_env(env: dict[str, str]) -> dict[str, str]:
     return {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
 
 
-def procfile_command(process: str) -> str:
-    """The Procfile's command for a process type, as a platform would run it."""
-    procfile = Path(__file__).resolve().parent.parent / "Procfile"
-    for line in procfile.read_text().splitlines():
-        name, _, command = line.partition(":")
-        if name.strip() == process:
-            return command.strip()
-    raise AssertionError(f"no {process} in the Procfile")
-
-
 def cli(process_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CALLCENTER, *args], env=process_env, capture_output=True, text=True, timeout=60
@@ -50,7 +42,7 @@ def web(process_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     port = free_port()
     log = (tmp_path / "gunicorn.log").open("w")
     # The Procfile's own web command, on loopback.
-    command = procfile_command("web").replace("0.0.0.0:", "127.0.0.1:")
+    command = venv_command("web") + f" --bind 127.0.0.1:{port}"
     server = subprocess.Popen(
         ["bash", "-c", f"exec {command}"],
         env={**process_env, "PORT": str(port), "WEB_CONCURRENCY": "2"},
@@ -124,7 +116,7 @@ def test_web_process_refuses_to_start_without_its_settings(
     process_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = {k: v for k, v in process_env.items() if k != "TWILIO_AUTH_TOKEN"}
-    command = procfile_command("web").replace("0.0.0.0:", "127.0.0.1:")
+    command = venv_command("web") + " --bind 127.0.0.1:0"
     result = subprocess.run(
         ["bash", "-c", f"exec {command}"],
         env={**env, "PORT": str(free_port())},
