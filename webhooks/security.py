@@ -19,6 +19,7 @@ from callcenter import logs
 from callcenter.runtime import Runtime
 from callcenter.settings import Settings
 from callcenter.twilio_values import malformed_sids
+from webhooks.forms import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,9 @@ def twilio_webhook(view: F) -> F:
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            # Refused before anything is read, signed or not (a chunked one: when it is read).
+            abort(413)
         problem = signature_problem()
         if problem is not None:
             log.warning("refused a request to %s: %s", logs.escape(request.path), problem)
