@@ -138,12 +138,39 @@ def _text(env: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
-def _http_url(name: str, value: str, *, https_only: bool) -> str:
-    parts = urlsplit(value)
-    schemes = ("https",) if https_only else ("http", "https")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def redacted(url: str) -> str:
+    """A URL as a message may show it: without the user and password it may carry."""
+    head, at, rest = url.rpartition("@")
+    if not at:
+        return url
+    scheme, slashes, _ = head.partition("//")
+    return (scheme + slashes if slashes else "") + "***@" + rest
+
+
+def is_loopback(url: str) -> bool:
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return False
+    return host in LOOPBACK or (host or "").startswith("127.")
+
+
+def _http_url(name: str, value: str, *, https_only: bool, loopback_http: bool = False) -> str:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+    except ValueError:
+        raise SettingsError(name, f"is not a URL: {redacted(value)!r}") from None
+    https = https_only and not (loopback_http and is_loopback(value))
+    schemes = ("https",) if https else ("http", "https")
     if parts.scheme not in schemes or not parts.netloc:
-        want = "an https:// address" if https_only else "an http(s):// address"
-        raise SettingsError(name, f"must be {want}, got {value!r}")
+        want = "an https:// address" if https else "an http(s):// address"
+        if loopback_http and https:
+            want += " (http only on loopback)"
+        raise SettingsError(name, f"must be {want}, got {redacted(value)!r}")
     if parts.query or parts.fragment:
         raise SettingsError(name, "must not carry a query string or fragment")
     return value.rstrip("/")
@@ -220,7 +247,7 @@ def load(env: Mapping[str, str] | None = None, *, development: bool = False) -> 
 
     database_url = _text(env, "DATABASE_URL") or DEFAULT_DATABASE_URL
     if "://" not in database_url:
-        raise SettingsError("DATABASE_URL", f"is not a database URL: {database_url!r}")
+        raise SettingsError("DATABASE_URL", f"is not a database URL: {redacted(database_url)!r}")
     if database_url.startswith("postgres://"):
         # Heroku-style URLs name the scheme SQLAlchemy removed; psycopg 3 is the driver here.
         database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
@@ -250,17 +277,20 @@ def load(env: Mapping[str, str] | None = None, *, development: bool = False) -> 
             raise SettingsError("RECORDINGS_URL", "s3:// needs a bucket, like s3://bucket/prefix")
     else:
         raise SettingsError(
-            "RECORDINGS_URL", f"must be file:PATH or s3://bucket/prefix, got {recordings_url!r}"
+            "RECORDINGS_URL",
+            f"must be file:PATH or s3://bucket/prefix, got {redacted(recordings_url)!r}",
         )
 
     account_sid = _text(env, "TWILIO_ACCOUNT_SID")
     if account_sid is not None and not _ACCOUNT_SID.match(account_sid):
         raise SettingsError("TWILIO_ACCOUNT_SID", "must be AC followed by 32 hexadecimal digits")
 
+    # The account's token goes with every request: only over TLS, or to a fake on loopback.
     api_base = _http_url(
         "TWILIO_API_BASE_URL",
         _text(env, "TWILIO_API_BASE_URL") or DEFAULT_TWILIO_API_BASE_URL,
-        https_only=False,
+        https_only=True,
+        loopback_http=True,
     )
     public_base = _text(env, "PUBLIC_BASE_URL")
     if public_base is not None:

@@ -108,8 +108,18 @@ def _development_runtime(port: int) -> Runtime:
     help="Load the sample directory into an empty database and place sample calls.",
 )
 @click.option("--scheduler/--no-scheduler", "with_scheduler", default=True, show_default=True)
-def serve(port: int, demo: bool, with_scheduler: bool) -> None:
-    """Run web and scheduler together on embedded defaults, for development."""
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Serve even with a non-local PUBLIC_BASE_URL or a database holding real data.",
+)
+def serve(port: int, demo: bool, with_scheduler: bool, force: bool) -> None:
+    """Run web and scheduler together on embedded defaults, for development.
+
+    Rules: it accepts webhooks signed with a published development token and writes sample
+    staff and calls, so it refuses, unless --force, a PUBLIC_BASE_URL that is not loopback and
+    a database whose directory holds anyone or any line the sample did not put there.
+    """
     import logging
 
     from werkzeug.serving import make_server
@@ -120,7 +130,21 @@ def serve(port: int, demo: bool, with_scheduler: bool) -> None:
     for name in ("werkzeug", "alembic", "webhooks"):
         logging.getLogger(name).setLevel(logging.WARNING)
     rt = _development_runtime(port)
+    public = rt.settings.public_base_url or ""
+    if not force and not settings_module.is_loopback(public):
+        raise CliError(
+            f"serve is for development: PUBLIC_BASE_URL {settings_module.redacted(public)} is "
+            "not loopback (use the Procfile's processes, or --force)"
+        )
     ensure_sqlite_directory(rt.settings.database_url)
+    # Checked before the schema is touched: a database with no schema yet holds nothing.
+    if not force and migrate.revisions(rt.engine)[0]:
+        with rt.sessions() as session:
+            if sample.holds_other_data(session):
+                raise CliError(
+                    "serve is for development: the database (DATABASE_URL) holds staff or lines "
+                    "other than the sample's (use the Procfile's processes, or --force)"
+                )
     migrate.upgrade(rt.engine)
     if demo:
         with rt.sessions.begin() as session:

@@ -81,9 +81,11 @@ forms = st.fixed_dictionaries({}, optional=values)
 paths = st.one_of(
     st.sampled_from([*WEBHOOKS, "/healthz"]),
     # A path of its own (the test client takes "?" and "#" as the URL's other parts).
-    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="?#"), min_size=1, max_size=40).map(
-        lambda p: "/twilio/" + p
-    ),
+    st.text(
+        st.characters(blacklist_categories=("Cs",), blacklist_characters="?#"),
+        min_size=1,
+        max_size=40,
+    ).map(lambda p: "/twilio/" + p),
 )
 signing = st.sampled_from(["none", "ours", "wrong-token", "wrong-url", "garbage"])
 requests_ = st.tuples(
