@@ -7,12 +7,20 @@ import fcntl
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import waiting as pg_waiting
+from psycopg.adapt import AdaptersMap
+from psycopg.conninfo import conninfo_attempts, conninfo_to_dict, make_conninfo
 from sqlalchemy import BigInteger, DateTime, Engine, Integer, Text, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -20,6 +28,114 @@ from sqlalchemy.types import TypeDecorator
 
 # How long a SQLite writer waits for another writer's lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# How long any process waits to connect to PostgreSQL (libpq counts whole seconds, at least 2).
+CONNECT_TIMEOUT_SECONDS = 5
+# No wait is cut shorter than this, so that a rollback after a timeout can still be sent.
+_MIN_WAIT_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Limits on every database wait of an engine, for the routes a caller waits on.
+
+    `seconds` bounds each wait of the client on the server (connecting, every statement, the
+    pool, SQLite's writers' queue), and `deadline()` can shorten it for one request. The
+    server-side timeouts end a statement cleanly (the connection stays usable) before the
+    client's bound cuts it; the client's bound is what holds when the server never answers.
+    """
+
+    seconds: float
+    statement_timeout_ms: int
+    lock_timeout_ms: int
+
+
+# psycopg's own "a wait ran out" (private, but the one thing its waits raise for it).
+_WAIT_TIMEOUT: type[Exception] = pg_errors._WaitTimeout
+
+_NOT_CONNINFO = ("autocommit", "prepare_threshold", "context", "row_factory", "cursor_factory")
+
+_deadline: ContextVar[float | None] = ContextVar("callcenter_db_deadline", default=None)
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Bound every database wait inside the block to end within `seconds` from now."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def _remaining(bound: float | None) -> float | None:
+    """The time a wait may take now: the bound, cut to the deadline if one is running."""
+    at = _deadline.get()
+    if at is None:
+        return bound
+    left = max(at - time.monotonic(), _MIN_WAIT_SECONDS)
+    return left if bound is None else min(bound, left)
+
+
+class DatabaseTimeout(Exception):
+    """The database did not answer within the bound of the route that waited."""
+
+
+class BoundedConnection(psycopg.Connection[Any]):
+    """A psycopg connection whose every wait on the server ends within its bound.
+
+    psycopg waits without limit for a server that accepted the connection and never answers,
+    and libpq's `connect_timeout` counts whole seconds, two at least: a caller would hear
+    silence. Here connecting and each wait end within `bound_seconds` (or the running
+    `deadline()`); a connection cut off mid-protocol is closed, so it is never used again.
+    """
+
+    bound_seconds: float | None = None
+
+    @classmethod
+    def connect_within(cls, seconds: float, **params: Any) -> BoundedConnection:
+        """Connect, trying each address psycopg would, all within `seconds`."""
+        # Not `connect()`: psycopg's rounds the timeout to whole seconds, two at least.
+        at = time.monotonic() + (_remaining(seconds) or seconds)
+        # What psycopg's connect() takes besides the connection string (SQLAlchemy passes
+        # `context`, its adapters); applied below as connect() applies them.
+        extra = {name: params.pop(name) for name in _NOT_CONNINFO if name in params}
+        failures: list[Exception] = []
+        for attempt in conninfo_attempts(conninfo_to_dict("", **params)):
+            left = at - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                connection = pg_waiting.wait_conn(
+                    cls._connect_gen(make_conninfo("", **attempt)), interval=0.05, timeout=left
+                )
+            except pg_errors.Error as exc:  # _WaitTimeout is one (an OperationalError)
+                failures.append(exc)
+                continue
+            connection.bound_seconds = seconds
+            if extra.get("context") is not None:
+                connection._adapters = AdaptersMap(extra["context"].adapters)
+            if extra.get("autocommit"):
+                connection.autocommit = True
+            for name in ("row_factory", "cursor_factory", "prepare_threshold"):
+                if name in extra:
+                    setattr(connection, name, extra[name])
+            return connection
+        if failures and not isinstance(failures[-1], _WAIT_TIMEOUT):
+            raise failures[-1]  # refused, a wrong password: said as psycopg says it
+        raise pg_errors.ConnectionTimeout(f"no connection to the database within {seconds:.2f} s")
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        bound = _remaining(self.bound_seconds)
+        if bound is not None and (timeout is None or timeout > bound):
+            timeout = bound
+        try:
+            return super().wait(gen, interval=min(interval, timeout or interval), timeout=timeout)
+        except _WAIT_TIMEOUT:
+            # Cut off mid-protocol: the connection's state is unknown, so it is not kept.
+            self.close()
+            raise pg_errors.OperationalError(
+                f"the database did not answer within {timeout:.2f} s"
+            ) from None
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -78,37 +194,60 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL lets readers run beside the one writer; NORMAL sync is durable across a process crash
-    # and costs no fsync per commit, which is what keeps a webhook's write in the sub-ms range.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL lets readers run beside the one writer; NORMAL sync is durable across a process
+        # crash and costs no fsync per commit, which keeps a webhook's write in the sub-ms range.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
 
 
-def make_engine(url: str, *, create_directory: bool = False, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str, *, create_directory: bool = False, bounds: Bounds | None = None, **kwargs: Any
+) -> Engine:
     """Create the engine for a URL, with SQLite set up for concurrent use.
 
     A SQLite file's directory is created only when asked (`db upgrade`, `serve`): any other
-    command pointed at a wrong path should fail, not leave new directories behind.
+    command pointed at a wrong path should fail, not leave new directories behind. With
+    `bounds`, every wait on the database ends within them (see `Bounds`).
     """
     parsed = make_url(url)
     # Statement parameters hold phone numbers: keep them out of exception texts and logs.
     kwargs.setdefault("hide_parameters", True)
+    if bounds is not None:
+        # A pool that is used up fails at once rather than after SQLAlchemy's 30 s.
+        kwargs.setdefault("pool_timeout", bounds.seconds)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if create_directory and database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
-        )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        busy_ms = SQLITE_BUSY_TIMEOUT_MS if bounds is None else int(bounds.seconds * 1000)
+        engine = create_engine(url, connect_args={"timeout": busy_ms / 1000}, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas(busy_ms))
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    connect_args = dict(kwargs.pop("connect_args", {}))
+    connect_args.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+    if bounds is not None and parsed.get_backend_name() == "postgresql":
+        options = (
+            f"-c statement_timeout={bounds.statement_timeout_ms} "
+            f"-c lock_timeout={bounds.lock_timeout_ms}"
+        )
+
+        @event.listens_for(engine, "do_connect")
+        def connect(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> Any:
+            params = {**cparams, "options": f"{cparams.get('options', '')} {options}".strip()}
+            params.pop("connect_timeout", None)
+            return BoundedConnection.connect_within(bounds.seconds, **params)
+
+    return engine
 
 
 def ensure_sqlite_directory(url: str) -> None:
@@ -142,6 +281,8 @@ class PinnedConnections:
         self.engine = engine
         self._local = threading.local()
         self._lock = threading.Lock()
+        # This process's writers under a deadline queue here first (see _enter_gate).
+        self._writers = threading.Lock()
         # Every (connection, driver connection, gate) handed out, so that close() reaches
         # those of threads that have ended.
         self._all: list[tuple[Any, Any, int | None]] = []
@@ -189,10 +330,9 @@ class PinnedConnections:
         """
         pinned = self._pinned()
         _connection, driver, gate = pinned
+        queued = False
         if gate is not None:
-            # SQLite's own busy handler sleeps 1 ms, then longer, whenever another process
-            # holds the write lock; queueing on a file lock wakes the next writer at once.
-            fcntl.flock(gate, fcntl.LOCK_EX)
+            queued = self._enter_gate(gate)
         try:
             cursor = driver.cursor()
             try:
@@ -212,6 +352,40 @@ class PinnedConnections:
         finally:
             if gate is not None and self._local.pinned is not None:
                 fcntl.flock(gate, fcntl.LOCK_UN)
+            if queued:
+                self._writers.release()
+
+    def _enter_gate(self, gate: int) -> bool:
+        """Take the writers' file lock; return whether this process's writers' lock is held too.
+
+        SQLite's own busy handler sleeps 1 ms, then longer, whenever another process holds the
+        write lock; queueing on a file lock wakes the next writer at once. Under a running
+        `deadline()` the queue is bounded by time: this process's writers queue on a lock that
+        wakes the next at once and gives up at the deadline, and the file lock (held by another
+        process) is polled until then.
+        """
+        if _deadline.get() is None:
+            fcntl.flock(gate, fcntl.LOCK_EX)
+            return False
+        if not self._writers.acquire(timeout=_remaining(None) or 0):
+            raise DatabaseTimeout("the queue of database writers did not move in time")
+        pause = 0.0005
+        try:
+            while True:
+                try:
+                    fcntl.flock(gate, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    at = _deadline.get()
+                    if at is not None and time.monotonic() >= at:
+                        raise DatabaseTimeout(
+                            "another process kept the database writers' lock too long"
+                        ) from None
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.005)
+        except BaseException:
+            self._writers.release()
+            raise
 
     def close(self) -> None:
         """Return every pinned connection of this process to the pool."""

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from callcenter.accounts import service as accounts
 from callcenter.accounts.models import ROLES, User
 from callcenter.directory import service as directory
-from callcenter.directory.models import Staff
+from callcenter.directory.models import Line, Staff
 
 # Numbers in Latvia's ranges that belong to nobody here: the sample never rings a real person.
 SAMPLE_LINE_DEPARTMENT = "+37167000001"
@@ -19,6 +19,19 @@ SAMPLE_LINE_DIRECT = "+37167000002"
 # An information line that does not record: no recording notice, no recording.
 SAMPLE_LINE_UNRECORDED = "+37167000003"
 SAMPLE_CALLER = "+37129999999"
+SAMPLE_STAFF = ("jberzins", "lozola", "akalnins")
+SAMPLE_LINES = (SAMPLE_LINE_DEPARTMENT, SAMPLE_LINE_DIRECT)
+
+
+def holds_other_data(session: Session) -> bool:
+    """Tell whether the directory holds anyone or any line the sample did not put there."""
+    other_staff = session.scalar(
+        select(func.count()).select_from(Staff).where(Staff.key.not_in(SAMPLE_STAFF))
+    )
+    other_lines = session.scalar(
+        select(func.count()).select_from(Line).where(Line.number.not_in(SAMPLE_LINES))
+    )
+    return bool(other_staff or other_lines)
 
 
 def load(session: Session, now: datetime, zone: ZoneInfo | None = None) -> bool:

@@ -28,6 +28,9 @@ DEFAULT_RETENTION_MONTHS = 3
 DEFAULT_DIAL_TIMEOUT_SECONDS = 20
 # A callback request is due this many working days after the call.
 DEFAULT_CALLBACK_WORKING_DAYS = 2
+# A caller waits at most this long on the database before hearing the fallback: well under
+# a second, so the whole answer (with gunicorn and the network) stays within one.
+DEFAULT_VOICE_DATABASE_TIMEOUT_MS = 500
 
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _LANGUAGE = re.compile(r"^[a-z]{2}-[A-Z]{2}$")
@@ -82,6 +85,8 @@ class Settings:
     recordings_url: str = DEFAULT_RECORDINGS_URL
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
+    # During a token rotation, the other token: signatures made with it are accepted too.
+    twilio_auth_token_secondary: str | None = None
     twilio_api_base_url: str = DEFAULT_TWILIO_API_BASE_URL
     public_base_url: str | None = None
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo(DEFAULT_TIMEZONE))
@@ -102,6 +107,10 @@ class Settings:
     say_voices: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_VOICES))
     # Whether callers hear the substitute's name when the person they called is away.
     announce_substitute_names: bool = True
+    # Every database wait of a voice route ends within this; then the caller hears the fallback.
+    voice_database_timeout_ms: int = DEFAULT_VOICE_DATABASE_TIMEOUT_MS
+    # Log lines: "text" (one line, time first) or "json" (one object per line).
+    log_format: str = "text"
     development: bool = False
     # Whether the console's session cookie is marked Secure (sent over https only).
     secure_cookies: bool = True
@@ -177,12 +186,39 @@ def _text(env: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
-def _http_url(name: str, value: str, *, https_only: bool) -> str:
-    parts = urlsplit(value)
-    schemes = ("https",) if https_only else ("http", "https")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def redacted(url: str) -> str:
+    """A URL as a message may show it: without the user and password it may carry."""
+    head, at, rest = url.rpartition("@")
+    if not at:
+        return url
+    scheme, slashes, _ = head.partition("//")
+    return (scheme + slashes if slashes else "") + "***@" + rest
+
+
+def is_loopback(url: str) -> bool:
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return False
+    return host in LOOPBACK or (host or "").startswith("127.")
+
+
+def _http_url(name: str, value: str, *, https_only: bool, loopback_http: bool = False) -> str:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+    except ValueError:
+        raise SettingsError(name, f"is not a URL: {redacted(value)!r}") from None
+    https = https_only and not (loopback_http and is_loopback(value))
+    schemes = ("https",) if https else ("http", "https")
     if parts.scheme not in schemes or not parts.netloc:
-        want = "an https:// address" if https_only else "an http(s):// address"
-        raise SettingsError(name, f"must be {want}, got {value!r}")
+        want = "an https:// address" if https else "an http(s):// address"
+        if loopback_http and https:
+            want += " (http only on loopback)"
+        raise SettingsError(name, f"must be {want}, got {redacted(value)!r}")
     if parts.query or parts.fragment:
         raise SettingsError(name, "must not carry a query string or fragment")
     return value.rstrip("/")
@@ -211,6 +247,15 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise SettingsError(name, f"must be true or false, got {raw!r}")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    if raw.lower() not in choices:
+        raise SettingsError(name, f"must be one of {', '.join(choices)}, got {raw!r}")
+    return raw.lower()
 
 
 def _e164(name: str, raw: str) -> str:
@@ -303,7 +348,7 @@ def load(env: Mapping[str, str] | None = None, *, development: bool = False) -> 
 
     database_url = _text(env, "DATABASE_URL") or DEFAULT_DATABASE_URL
     if "://" not in database_url:
-        raise SettingsError("DATABASE_URL", f"is not a database URL: {database_url!r}")
+        raise SettingsError("DATABASE_URL", f"is not a database URL: {redacted(database_url)!r}")
     if database_url.startswith("postgres://"):
         # Heroku-style URLs name the scheme SQLAlchemy removed; psycopg 3 is the driver here.
         database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
@@ -333,17 +378,20 @@ def load(env: Mapping[str, str] | None = None, *, development: bool = False) -> 
             raise SettingsError("RECORDINGS_URL", "s3:// needs a bucket, like s3://bucket/prefix")
     else:
         raise SettingsError(
-            "RECORDINGS_URL", f"must be file:PATH or s3://bucket/prefix, got {recordings_url!r}"
+            "RECORDINGS_URL",
+            f"must be file:PATH or s3://bucket/prefix, got {redacted(recordings_url)!r}",
         )
 
     account_sid = _text(env, "TWILIO_ACCOUNT_SID")
     if account_sid is not None and not _ACCOUNT_SID.match(account_sid):
         raise SettingsError("TWILIO_ACCOUNT_SID", "must be AC followed by 32 hexadecimal digits")
 
+    # The account's token goes with every request: only over TLS, or to a fake on loopback.
     api_base = _http_url(
         "TWILIO_API_BASE_URL",
         _text(env, "TWILIO_API_BASE_URL") or DEFAULT_TWILIO_API_BASE_URL,
-        https_only=False,
+        https_only=True,
+        loopback_http=True,
     )
     public_base = _text(env, "PUBLIC_BASE_URL")
     if public_base is not None:
@@ -377,6 +425,7 @@ def load(env: Mapping[str, str] | None = None, *, development: bool = False) -> 
         recordings_url=recordings_url,
         twilio_account_sid=account_sid,
         twilio_auth_token=_text(env, "TWILIO_AUTH_TOKEN"),
+        twilio_auth_token_secondary=_text(env, "TWILIO_AUTH_TOKEN_SECONDARY"),
         twilio_api_base_url=api_base,
         public_base_url=public_base,
         timezone=timezone,
@@ -396,6 +445,10 @@ def load(env: Mapping[str, str] | None = None, *, development: bool = False) -> 
         ),
         s3_server_side_encryption=sse,
         s3_kms_key_id=_text(env, "S3_KMS_KEY_ID"),
+        voice_database_timeout_ms=_int(
+            env, "VOICE_DATABASE_TIMEOUT_MS", DEFAULT_VOICE_DATABASE_TIMEOUT_MS, 100, 5000
+        ),
+        log_format=_choice(env, "LOG_FORMAT", ("text", "json"), "text"),
         development=development,
         secure_cookies=_bool(env, "CONSOLE_SECURE_COOKIES", secure_default),
     )

@@ -8,12 +8,31 @@ from __future__ import annotations
 
 import email.utils
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 # Twilio documents every SID as two letters and 32 hexadecimal digits.
 CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}\Z")
 RECORDING_SID = re.compile(r"^RE[0-9a-fA-F]{32}\Z")
 ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}\Z")
+# The SID fields a webhook may carry, each with its documented form: a value of another form
+# is not Twilio's, and is refused (400) on every webhook before anything reads it.
+SID_FIELDS = {
+    "CallSid": CALL_SID,
+    "ParentCallSid": CALL_SID,
+    "DialCallSid": CALL_SID,
+    "RecordingSid": RECORDING_SID,
+    "AccountSid": ACCOUNT_SID,
+}
+
+
+def malformed_sids(form: Mapping[str, str]) -> list[str]:
+    """Name the SID fields present in a form whose value is not of their documented form."""
+    return [
+        name
+        for name, pattern in SID_FIELDS.items()
+        if (value := (form.get(name) or "").strip()) and not pattern.match(value)
+    ]
 
 
 def parse_twilio_time(value: str) -> datetime:

@@ -34,6 +34,7 @@ from callcenter.db import transaction
 from callcenter.recordings.ingest import ingest_pending
 from callcenter.recordings.reconcile import reconcile
 from callcenter.runtime import Runtime
+from callcenter.settings import SettingsError
 from retention import verify
 from retention.sweep import sweep
 
@@ -152,7 +153,10 @@ def guarded(
 
 
 def _on_event(event: JobExecutionEvent) -> None:
-    if event.code == EVENT_JOB_ERROR:
+    if event.code == EVENT_JOB_ERROR and isinstance(event.exception, SettingsError):
+        # A setting problem (Twilio refusing the token, say): one line naming it, no traceback.
+        log.error("job %s failed: %s", event.job_id, event.exception)
+    elif event.code == EVENT_JOB_ERROR:
         log.error("job %s failed: %r", event.job_id, event.exception, exc_info=event.exception)
     elif event.code == EVENT_JOB_MISSED:
         log.warning("job %s missed its run at %s", event.job_id, event.scheduled_run_time)
@@ -181,12 +185,14 @@ def build_scheduler(
         lambda: lease.renew(_now()),
         IntervalTrigger(seconds=LEASE_RENEW.total_seconds(), timezone=zone),
         id="scheduler-lease",
+        name="scheduler-lease",
         next_run_time=started,
     )
     scheduler.add_job(
         guarded(lease, "retention-sweep", sweep_now),
         CronTrigger(hour=SWEEP_HOUR, minute=SWEEP_MINUTE, timezone=zone),
         id="retention-sweep",
+        name="retention-sweep",
         # Once at start as well: a process down at 02:30 must not skip a day.
         next_run_time=started,
     )
@@ -194,12 +200,14 @@ def build_scheduler(
         guarded(lease, "ingest-recordings", ingest_job),
         IntervalTrigger(seconds=INGEST_INTERVAL.total_seconds(), timezone=zone),
         id="ingest-recordings",
+        name="ingest-recordings",
         next_run_time=started,
     )
     scheduler.add_job(
         guarded(lease, "reconcile-recordings", reconcile_job),
         CronTrigger(hour=RECONCILE_HOUR, minute=RECONCILE_MINUTE, timezone=zone),
         id="reconcile-recordings",
+        name="reconcile-recordings",
     )
     scheduler.add_job(
         guarded(lease, "verify-retention", verify_job),

@@ -12,9 +12,13 @@ from urllib.parse import parse_qsl
 
 from flask import Request
 from werkzeug.datastructures import ImmutableMultiDict
+from werkzeug.exceptions import RequestEntityTooLarge
 
 # Twilio's webhooks are well under this; anything bigger goes through werkzeug's limits.
 SMALL_FORM_BYTES = 64 * 1024
+# The largest body the web app reads (MAX_CONTENT_LENGTH); a larger one is answered 413. A
+# Twilio form is a few hundred bytes, the largest a few kilobytes.
+MAX_BODY_BYTES = 64 * 1024
 _URLENCODED = "application/x-www-form-urlencoded"
 
 
@@ -37,6 +41,14 @@ class WebhookRequest(Request):
         environ = self.environ
         length = environ.get("CONTENT_LENGTH") or ""
         content_type = environ.get("CONTENT_TYPE") or ""
+        if not length and environ.get("wsgi.input_terminated") and not self.shallow:
+            # A chunked body: read it whole, up to the limit, and refuse one past it (413)
+            # rather than cut it short and answer what the signature no longer covers.
+            body = environ["wsgi.input"].read(MAX_BODY_BYTES + 1)
+            if len(body) > MAX_BODY_BYTES:
+                raise RequestEntityTooLarge()
+            self._parse_small(body, content_type)
+            return
         if (
             not length.isdigit()
             or int(length) > SMALL_FORM_BYTES
@@ -45,7 +57,13 @@ class WebhookRequest(Request):
         ):
             super()._load_form_data()
             return
-        body = environ["wsgi.input"].read(int(length))
+        self._parse_small(environ["wsgi.input"].read(int(length)), content_type)
+
+    def _parse_small(self, body: bytes, content_type: str) -> None:
+        if content_type.partition(";")[0].strip().lower() != _URLENCODED:
+            # Not a form: no fields (the views then answer 400 naming the ones they miss).
+            self.__dict__.update(form=TwilioForm(), files=TwilioForm())
+            return
         try:
             # As werkzeug does: undecodable percent-escapes are kept, not dropped...
             form = TwilioForm(

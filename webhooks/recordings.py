@@ -15,12 +15,15 @@ from flask import Blueprint, Response, abort, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 
+from callcenter import logs
 from callcenter.adapters.twilio_api import RECORDING_SID
+from callcenter.calls import outage
 from callcenter.db import transaction
 from callcenter.recordings.callback import RecordingCallback, check_start_time, record_callback
 from callcenter.twilio_values import CALL_SID, parse_twilio_time
 from webhooks import paths
 from webhooks.security import MissingField, current_runtime, require, twilio_webhook
+from webhooks.voice import FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +116,23 @@ def recording_status() -> Response:
         return _bad_request(str(exc))
     try:
         with transaction(runtime.sessions) as session:
+            # A call answered by the fallback while the database was out of reach has no
+            # row yet: written now, so its recording belongs to a call in the log.
+            outage.record_unknown_call(
+                session,
+                call_sid=callback.call_sid,
+                from_number="",
+                to_number="",
+                started_at=callback.started_at,
+            )
             record_callback(session, callback, runtime.settings, now=now)
-    except SQLAlchemyError:
+    except SQLAlchemyError as exc:
         # Twilio retries a 5xx; reconciliation catches what is lost beyond that.
-        log.exception("recording-status for %s could not be stored", callback.recording_sid)
+        log.error(
+            "recording-status for %s could not be stored: %s",
+            callback.recording_sid,
+            logs.cause(exc),
+            exc_info=FAILURES.first(exc),
+        )
         return Response("temporarily unavailable", status=503, mimetype="text/plain")
     return Response(status=204)

@@ -15,11 +15,12 @@ from typing import TypeVar
 from flask import Blueprint, Response, request
 from sqlalchemy.exc import DBAPIError
 
-from callcenter import phones
+from callcenter import logs, phones
 from callcenter.calls import outcomes
 from callcenter.db import transaction
 from webhooks import paths
 from webhooks.security import current_runtime, twilio_webhook
+from webhooks.voice import FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +73,14 @@ def status() -> Response:
 
     try:
         result = with_retries(work)
-    except Exception:
+    except Exception as exc:
         # Not the caller's fault and not a 500: Twilio may retry a 503 later.
-        log.exception("status callback for %s could not be stored", event.leg_sid)
+        log.error(
+            "status callback for %s could not be stored: %s",
+            event.leg_sid,
+            logs.cause(exc),
+            exc_info=FAILURES.first(exc),
+        )
         return _plain("temporarily unavailable", 503)
     if result == "unknown":
         log.warning(

@@ -17,11 +17,11 @@ from flask.blueprints import BlueprintSetupState
 from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.exceptions import HTTPException
 
-from callcenter import phones
+from callcenter import logs, phones
 from callcenter.calls import callbacks, outcomes, speech, survey
 from callcenter.calls import intake as calls
 from callcenter.calls.fastpath import VoicePath
-from callcenter.db import transaction
+from callcenter.db import deadline, transaction
 from callcenter.runtime import Runtime
 from callcenter.settings import Settings
 from webhooks import paths, twiml
@@ -30,6 +30,9 @@ from webhooks.security import MissingField, current_runtime, require, twilio_web
 log = logging.getLogger(__name__)
 
 bp = Blueprint("voice", __name__)
+
+# Which failures' tracebacks were written lately (one per kind per outage, for every webhook).
+FAILURES = logs.OncePerOutage()
 
 
 # Where the app keeps this process's fast path for /twilio/voice.
@@ -44,7 +47,7 @@ def _keep_voice_path(state: BlueprintSetupState) -> None:
         return str(_render(settings, answer, first_contact=True)).encode()
 
     state.app.extensions[_VOICE_PATH] = VoicePath(
-        lambda: runtime.settings, runtime.directory, runtime.engine, render
+        lambda: runtime.settings, runtime.directory, runtime.voice_engine, render
     )
 
 
@@ -74,13 +77,21 @@ def _twiml_route(
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Response:
             try:
-                return _xml(view(*args, **kwargs))
+                # A caller is on the line: no database wait may outlast the bound.
+                with deadline(current_runtime().settings.voice_database_timeout_ms / 1000):
+                    return _xml(view(*args, **kwargs))
             except (MissingField, outcomes.BadEvent) as exc:
                 return Response(str(exc), status=400, mimetype="text/plain")
             except HTTPException:
                 raise  # 403 for a bad signature, and the like: answers, not failures
-            except Exception:
-                log.exception("voice route %s failed; answering without the database", request.path)
+            except Exception as exc:
+                # One line per call with the cause; the traceback once per outage.
+                log.error(
+                    "voice route %s failed, answered with the fallback: %s",
+                    request.path,
+                    logs.cause(exc),
+                    exc_info=FAILURES.first(exc),
+                )
                 return _xml(on_error())
 
         return wrapper
@@ -155,7 +166,7 @@ def dial_complete() -> VoiceResponse:
     """A dial ended: done if answered; otherwise the next target, then a callback offer."""
     form = require(request.form, "CallSid", "DialCallStatus")
     runtime = current_runtime()
-    with transaction(runtime.sessions) as session:
+    with transaction(runtime.voice_sessions) as session:
         call = calls.find_call(session, form["CallSid"])
         if call is None:
             log.warning("dial-complete for unknown call %s", form["CallSid"])
@@ -252,7 +263,7 @@ def whisper() -> VoiceResponse:
     parent_sid = request.form.get("ParentCallSid", "")
     to = request.form.get("To", "")
     for_name = None
-    with transaction(current_runtime().sessions) as session:
+    with transaction(current_runtime().voice_sessions) as session:
         call = calls.find_call(session, parent_sid) if parent_sid else None
         if call is not None:
             for_name = calls.substitute_for(call, to)
@@ -287,7 +298,7 @@ def callback_request() -> VoiceResponse:
     else:
         return twiml.say_and_hang_up(settings, speech.GOODBYE)
     now = runtime.now()
-    with transaction(runtime.sessions) as session:
+    with transaction(runtime.voice_sessions) as session:
         call = calls.find_call(session, form["CallSid"])
         request_row = callbacks.request_callback(
             session, settings, phone=number, reason="requested", now=now, call=call

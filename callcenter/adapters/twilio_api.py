@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from callcenter.settings import Settings
+from callcenter.settings import Settings, SettingsError
 
 API_VERSION = "2010-04-01"
 # Twilio's webhooks give up after 15 s; its API is usually quick. Connect fast, read patiently:
@@ -36,6 +36,25 @@ class TwilioApiError(Exception):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class CredentialsRefused(SettingsError):
+    """Twilio's API answered 401: the account's credentials are wrong, not Twilio down.
+
+    A setting problem, said in one line naming the settings; never retried as a temporary error.
+    """
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            "TWILIO_AUTH_TOKEN",
+            f"Twilio's API refused the credentials (401) for {what}: "
+            "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN",
+        )
+
+
+def _refused(response: requests.Response, what: str) -> None:
+    if response.status_code == 401:
+        raise CredentialsRefused(what)
 
 
 class MediaNotFound(TwilioApiError):
@@ -104,6 +123,7 @@ class TwilioApi:
         except requests.RequestException as exc:
             raise TwilioApiError(f"media request failed: {type(exc).__name__}") from exc
         with response:
+            _refused(response, "a media download")
             if response.status_code == 404:
                 raise MediaNotFound("media not found (404)", status=404)
             if response.status_code != 200:
@@ -121,6 +141,7 @@ class TwilioApi:
         except requests.RequestException as exc:
             raise TwilioApiError(f"deletion failed: {type(exc).__name__}") from exc
         with response:
+            _refused(response, "a deletion")
             if response.status_code == 404:
                 return False
             if response.status_code not in (200, 204):
@@ -142,6 +163,7 @@ class TwilioApi:
             except requests.RequestException as exc:
                 raise TwilioApiError(f"listing failed: {type(exc).__name__}") from exc
             with response:
+                _refused(response, "the recordings list")
                 if response.status_code != 200:
                     raise TwilioApiError(
                         f"listing answered {response.status_code}", status=response.status_code

@@ -32,8 +32,9 @@ class Call(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     call_sid: Mapped[str] = mapped_column(String(64), unique=True)
     line_id: Mapped[int | None] = mapped_column(ForeignKey("lines.id"))
-    from_number: Mapped[str] = mapped_column(String(40))
-    to_number: Mapped[str] = mapped_column(String(40))
+    # As long as any field a webhook accepts: callers come as sip:... and client:... too.
+    from_number: Mapped[str] = mapped_column(String(256))
+    to_number: Mapped[str] = mapped_column(String(256))
     # The person or group the line is meant to reach, as "staff:KEY" or "group:KEY".
     intended: Mapped[str | None] = mapped_column(String(60))
     # Who was dialled, in order, and why: [{"staff": KEY, "for": KEY|None, "reason": ...}, ...].
@@ -83,7 +84,7 @@ class CallbackRequest(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
     line_id: Mapped[int | None] = mapped_column(ForeignKey("lines.id"))
-    phone: Mapped[str] = mapped_column(String(40))
+    phone: Mapped[str] = mapped_column(String(256))
     # The local date of the request: one open request per caller per day.
     local_day: Mapped[date] = mapped_column(Date)
     reason: Mapped[str] = mapped_column(String(20))

@@ -48,7 +48,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, lazyload
 
 from callcenter import phones
-from callcenter.calls import callbacks
+from callcenter.calls import callbacks, outage
 from callcenter.calls import intake as calls
 from callcenter.calls.models import Call, CallEvent
 from callcenter.calls.routing import Leg, Plan
@@ -106,6 +106,32 @@ MAX_SID = 64
 MAX_STATUS = 20
 
 
+# What an event keeps of Twilio's form: the fields `derive` reads and those that say what
+# happened, each bounded. (Keeping the whole form let one callback write a 1 MB row.)
+KEPT_FIELDS = (
+    "CallSid",
+    "From",
+    "ParentCallSid",
+    "To",
+    "CallStatus",
+    "CallDuration",
+    "Timestamp",
+    "SequenceNumber",
+    "CallbackSource",
+    "Direction",
+    "DialCallSid",
+    "DialCallStatus",
+    "DialCallDuration",
+    "DialBridged",
+)
+MAX_KEPT_CHARS = 256
+
+
+def kept_fields(form: Mapping[str, str]) -> dict[str, str]:
+    """The part of a callback's form an event stores."""
+    return {name: str(form[name])[:MAX_KEPT_CHARS] for name in KEPT_FIELDS if form.get(name)}
+
+
 class BadEvent(ValueError):
     """A signed callback whose fields cannot be a Twilio event; answered with 400."""
 
@@ -137,7 +163,7 @@ def status_event(form: Mapping[str, str]) -> Event:
     # A retry repeats the SequenceNumber; without one, a leg reports each status once.
     sequence = (form.get("SequenceNumber") or "").strip()[:12] or "-"
     _checked_time(form)
-    return Event(STATUS, sid, status, f"status:{sid}:{status}:{sequence}", dict(form))
+    return Event(STATUS, sid, status, f"status:{sid}:{status}:{sequence}", kept_fields(form))
 
 
 def dial_event(form: Mapping[str, str], step: int) -> Event:
@@ -153,7 +179,7 @@ def dial_event(form: Mapping[str, str], step: int) -> Event:
     _checked_time(form)
     # Each dial has its own child leg; without it, the step being dialled tells dials apart.
     which = dial_sid or f"step{step}"
-    return Event(DIAL, sid, status, f"dial:{sid}:{which}:{status}", dict(form))
+    return Event(DIAL, sid, status, f"dial:{sid}:{which}:{status}", kept_fields(form))
 
 
 def accept_event(form: Mapping[str, str]) -> Event:
@@ -215,6 +241,7 @@ class CallRow:
 
     id: int
     call_sid: str
+    to_number: str
     plan: list[list[dict[str, Any]]]
     after_hours: bool
     line_id: int | None
@@ -734,8 +761,26 @@ def fallback_dial_ended(
 def record_status(
     session: Session, settings: Settings, event: Event, *, now: datetime
 ) -> Literal["unknown", "duplicate", "applied"]:
-    """Store a parsed status callback once and apply it to the caller's call."""
+    """Store a parsed status callback once and apply it to the caller's call.
+
+    Rules: a call we have no row of was answered by the fallback while the database was out
+    of reach; its row is written now (`outage.record_unknown_call`), so the log is complete.
+    """
     call = find_parent(session, event.payload)
+    if call is None:
+        parent = event.payload.get("ParentCallSid")
+        outage.record_unknown_call(
+            session,
+            call_sid=parent or event.leg_sid,
+            from_number=event.payload.get("From", ""),
+            # A child leg's To is the person dialled, not our line.
+            to_number="" if parent else event.payload.get("To", ""),
+            started_at=event_time(event.payload, now),
+        )
+        call = find_parent(session, event.payload)
+    elif call.to_number == outage.UNKNOWN and not event.payload.get("ParentCallSid"):
+        # Written from a child leg's callback; the caller's own leg names our line.
+        outage.name_the_line(session, call.id, event.payload.get("To", ""))
     if call is None:
         return "unknown"
     if not store_and_apply(session, settings, call, event, now=now):

@@ -7,11 +7,13 @@ is wrong, and nothing is half-written (each command's writes are one transaction
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
 from sqlalchemy.exc import DBAPIError
 
+from callcenter import logs
 from callcenter.cli import calls, directory, recordings, retention, server, twilio, users
 from callcenter.cli.common import CliError, cli
 from callcenter.settings import SettingsError
@@ -24,9 +26,9 @@ __all__ = ["cli", "main"]
 
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; turn every expected failure into one line on stderr."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # Before the settings are read (a bad LOG_FORMAT is named when they are).
+    log_format = (os.environ.get("LOG_FORMAT") or "").strip().lower()
+    logs.configure("json" if log_format == "json" else "text")
     try:
         cli.main(args=argv, prog_name="callcenter", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -8,18 +8,18 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
 from urllib.parse import urlsplit
 
 import click
 import requests
 
-from callcenter import migrate, phones, sample
+from callcenter import health, migrate, phones, sample
 from callcenter import settings as settings_module
 from callcenter.cli.common import CliError, now, runtime
 from callcenter.db import ensure_sqlite_directory
 from callcenter.runtime import Runtime
 from callcenter.simulate import Simulation, SimulationError
+from retention.scheduler import run_scheduler
 
 
 @click.group()
@@ -35,45 +35,55 @@ def db_upgrade() -> None:
     click.echo("database schema is up to date")
 
 
+@db.command("current")
+def db_current() -> None:
+    """Print the database's schema revision, and whether it is the newest."""
+    current, head = migrate.revisions(runtime().engine)
+    state = "(head)" if current == head else f"(the code's newest: {', '.join(sorted(head))})"
+    click.echo(f"{', '.join(sorted(current)) or 'none'} {state}")
+
+
+@db.command("check")
+def db_check() -> None:
+    """Exit 0 if the schema is at the newest revision; else say so on one line and exit 1."""
+    problem = health.schema_problem(runtime().engine)
+    if problem is not None:
+        raise CliError(problem)
+    click.echo("database schema is at the newest revision")
+
+
+# The Procfile's `web` process, exactly: `callcenter web` runs this same command.
+WEB_COMMAND = ("gunicorn", "-c", "python:callcenter.gunicorn_config", "callcenter.wsgi:app")
+
+
 @click.command("web")
+@click.option("--bind", help="Address to listen on (default: 0.0.0.0:$PORT, else :8000).")
 @click.option(
-    "--bind",
-    default=lambda: f"0.0.0.0:{os.environ.get('PORT', '8000')}",
-    show_default="0.0.0.0:$PORT or 8000",
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="Worker processes (default: $WEB_CONCURRENCY, else 2).",
 )
-@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
-def web(bind: str, workers: int) -> None:
-    """Serve the web app with gunicorn (the Procfile's web process)."""
-    from gunicorn.app.base import BaseApplication
-
-    from callcenter.app import create_app
-
-    settings = settings_module.for_web(runtime().settings)
-    app = create_app(settings)
-
-    class Server(BaseApplication):
-        def load_config(self) -> None:
-            self.cfg.set("bind", bind)
-            self.cfg.set("workers", workers)
-            # Twilio waits 15 s at most; a request this slow is already lost.
-            self.cfg.set("timeout", 30)
-            self.cfg.set("accesslog", "-")
-            # No query strings are ours, and the path is enough: keep numbers out of logs.
-            self.cfg.set("access_log_format", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms')
-
-        def load(self) -> Any:
-            return app
-
-    Server().run()
+def web(bind: str | None, workers: int | None) -> None:
+    """Serve the web app with gunicorn: the Procfile's web process, the same command."""
+    settings_module.for_web(runtime().settings)
+    argv = [sys.executable, "-m", *WEB_COMMAND]
+    if bind:
+        argv += ["--bind", bind]
+    if workers:
+        argv += ["--workers", str(workers)]
+    os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter, a fixed command
 
 
 @click.command("scheduler")
 def scheduler() -> None:
     """Run the timed jobs: ingestion, reconciliation, retention (the one scheduler process)."""
-    from retention.scheduler import run_scheduler
-
-    settings_module.for_jobs(runtime().settings)
-    run_scheduler(runtime())
+    rt = runtime()
+    settings_module.for_jobs(rt.settings)
+    try:
+        health.check_at_start(rt)
+    except health.NotReady as exc:
+        raise CliError(str(exc)) from None
+    run_scheduler(rt)
 
 
 def _development_runtime(port: int) -> Runtime:
@@ -98,8 +108,18 @@ def _development_runtime(port: int) -> Runtime:
     help="Load the sample directory into an empty database and place sample calls.",
 )
 @click.option("--scheduler/--no-scheduler", "with_scheduler", default=True, show_default=True)
-def serve(port: int, demo: bool, with_scheduler: bool) -> None:
-    """Run web and scheduler together on embedded defaults, for development."""
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Serve even with a non-local PUBLIC_BASE_URL or a database holding real data.",
+)
+def serve(port: int, demo: bool, with_scheduler: bool, force: bool) -> None:
+    """Run web and scheduler together on embedded defaults, for development.
+
+    Rules: it accepts webhooks signed with a published development token and writes sample
+    staff and calls, so it refuses, unless --force, a PUBLIC_BASE_URL that is not loopback and
+    a database whose directory holds anyone or any line the sample did not put there.
+    """
     import logging
 
     from werkzeug.serving import make_server
@@ -110,7 +130,21 @@ def serve(port: int, demo: bool, with_scheduler: bool) -> None:
     for name in ("werkzeug", "alembic", "webhooks"):
         logging.getLogger(name).setLevel(logging.WARNING)
     rt = _development_runtime(port)
+    public = rt.settings.public_base_url or ""
+    if not force and not settings_module.is_loopback(public):
+        raise CliError(
+            f"serve is for development: PUBLIC_BASE_URL {settings_module.redacted(public)} is "
+            "not loopback (use the Procfile's processes, or --force)"
+        )
     ensure_sqlite_directory(rt.settings.database_url)
+    # Checked before the schema is touched: a database with no schema yet holds nothing.
+    if not force and migrate.revisions(rt.engine)[0]:
+        with rt.sessions() as session:
+            if sample.holds_other_data(session):
+                raise CliError(
+                    "serve is for development: the database (DATABASE_URL) holds staff or lines "
+                    "other than the sample's (use the Procfile's processes, or --force)"
+                )
     migrate.upgrade(rt.engine)
     if demo:
         with rt.sessions.begin() as session:

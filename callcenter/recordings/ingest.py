@@ -32,7 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from callcenter.adapters.storage import Storage, StoredObject
-from callcenter.adapters.twilio_api import TwilioApi
+from callcenter.adapters.twilio_api import CredentialsRefused, TwilioApi
 from callcenter.db import transaction
 from callcenter.leases import holder_id as worker_id
 from callcenter.recordings.claims import (
@@ -43,6 +43,7 @@ from callcenter.recordings.claims import (
     mark_failed,
     mark_provider_deleted,
     mark_stored,
+    release,
 )
 from callcenter.recordings.models import Recording
 from callcenter.recordings.parts import Parts
@@ -123,6 +124,11 @@ def ingest_one(
             stored, duration, channels = _download(
                 storage, twilio, claimed, still_ours=lambda: _still_claimed(sessions, claimed)
             )
+        except CredentialsRefused:
+            # A setting problem, not Twilio's: no attempt is counted, the run stops, one line.
+            with transaction(sessions) as session:
+                release(session, claimed)
+            raise
         except Exception as exc:
             error = _describe(exc)
             log.warning(
@@ -166,6 +172,10 @@ def ingest_one(
             return report
     try:
         existed = twilio.delete_recording(sid)
+    except CredentialsRefused:
+        with transaction(sessions) as session:
+            release(session, claimed)
+        raise
     except Exception as exc:
         error = _describe(exc)
         log.warning("recording %s: deleting Twilio's copy failed: %s", sid, error)

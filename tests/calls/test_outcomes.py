@@ -18,6 +18,7 @@ from tests.calls.conftest import (
     ANDRIS,
     CALLER,
     DEPARTMENT,
+    DIRECT,
     LIGA,
     OFFICE,
     RIGA,
@@ -298,14 +299,21 @@ def test_finished_outcomes_never_move_back() -> None:
 # Refusals --------------------------------------------------------------------------------
 
 
-def test_unknown_call_is_logged_masked_and_answered_204(
+def test_an_unknown_call_is_written_as_answered_by_the_fallback_and_logged_masked(
     phone: Phone, session: Session, caplog: pytest.LogCaptureFixture
 ) -> None:
-    call = phone()
+    # The voice webhook never wrote this call (the database was out of reach): the caller got
+    # the fallback. Its callbacks write it now, so the call log is complete.
+    call = phone(line=DIRECT)
     caplog.set_level(logging.INFO)
     call.status(call.leg_form(sid(), ANDRIS, "ringing"))
-    assert session.scalar(select(func.count()).select_from(CallEvent)) == 0
-    assert "unknown call" in caplog.text
+    call.status(call.parent_form("completed", CallDuration="30"))
+    row = load_call(session, call.call_sid)
+    assert row.routing_note is not None and "fallback" in row.routing_note
+    assert (row.from_number, row.to_number, row.status) == (CALLER, DIRECT, "completed")
+    assert row.line_id is not None
+    assert session.scalar(select(func.count()).select_from(CallEvent)) == 2
+    assert "answered by the fallback" in caplog.text
     assert CALLER not in caplog.text and ANDRIS not in caplog.text
 
 

@@ -115,7 +115,7 @@ def test_recording_callback_answers_503_when_the_database_is_down(
 
 
 def test_healthz_names_what_failed(runtime, client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    assert client.get("/healthz").json == {"database": "ok", "storage": "ok"}
+    assert client.get("/healthz").json.items() >= {"database": "ok", "storage": "ok"}.items()
     runtime.engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
     response = client.get("/healthz")
     assert response.status_code == 503

@@ -103,3 +103,27 @@ def test_process_stops_with_one_line_not_a_traceback(command: list[str], tmp_pat
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == ["callcenter: setting RETENTION_MONTHS: must be a whole number, got 'lots'"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TWILIO_API_BASE_URL", "http://user:s3cret@api.twilio.com"),
+        ("PUBLIC_BASE_URL", "ftp://admin:s3cret@calls.example.lv"),
+        ("NOTICE_AUDIO_URL", "gopher://u:s3cret@example.lv/a.mp3"),
+        ("DATABASE_URL", "nonsense-u:s3cret@db"),
+        ("RECORDINGS_URL", "ftp://u:s3cret@bucket"),
+    ],
+)
+def test_a_malformed_url_setting_is_named_without_its_credentials(name: str, value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load({name: value})
+    assert name in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+
+
+def test_the_twilio_api_is_reached_over_tls_except_on_loopback() -> None:
+    with pytest.raises(SettingsError, match="TWILIO_API_BASE_URL"):
+        load({"TWILIO_API_BASE_URL": "http://api.twilio.com"})
+    for loopback in ("http://127.0.0.1:8089", "http://localhost:1"):
+        assert load({"TWILIO_API_BASE_URL": loopback}).twilio_api_base_url == loopback

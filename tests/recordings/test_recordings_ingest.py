@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from callcenter.adapters.storage import LocalStorage, StoredObject
-from callcenter.adapters.twilio_api import TwilioApi
+from callcenter.adapters.twilio_api import CredentialsRefused, TwilioApi
 from callcenter.audit.log import check_chain
 from callcenter.audit.models import RetentionEntry
 from callcenter.db import transaction
@@ -22,6 +22,7 @@ from callcenter.recordings.ingest import ingest_pending
 from callcenter.recordings.models import Recording
 from callcenter.recordings.policy import media_key
 from callcenter.runtime import Runtime
+from tests.cli import run
 from tests.fakes.twilio_api import FakeRecording, FakeTwilio
 from tests.recordings.conftest import NOW, PostRecording
 
@@ -538,3 +539,32 @@ def test_a_download_that_outlives_its_lease_and_the_deletion_leaves_no_copy(
     # The copy written after the deletion is removed: the audio is gone, as the log says.
     assert not storage.exists(media_key(recording.sid, recording.start_time))
     assert list(verify(session, storage, now=due + timedelta(hours=1))) == []
+
+
+def test_twilio_refusing_the_token_stops_ingestion_and_schedules_no_retry(
+    runtime: Runtime, session: Session, fake_twilio: FakeTwilio, pending: FakeRecording
+) -> None:
+    fake_twilio.auth_token = "rotated-elsewhere"
+    with pytest.raises(CredentialsRefused, match="TWILIO_AUTH_TOKEN"):
+        ingest(runtime)
+    r = row(session, pending.sid)
+    # Not a temporary error of the recording: no error kept, no later retry scheduled, the
+    # claim given back; the next run with the right token takes it at once.
+    assert (r.status, r.claimed_by, r.last_error) == ("pending", None, None)
+    assert r.next_attempt_at is None or r.next_attempt_at <= NOW
+    fake_twilio.auth_token = runtime.settings.twilio_auth_token or ""
+    assert ingest(runtime).stored == [pending.sid]
+
+
+def test_the_ingest_command_says_the_token_is_refused_in_one_line(
+    env: dict[str, str],
+    fake_twilio: FakeTwilio,
+    pending: FakeRecording,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_twilio.auth_token = "rotated-elsewhere"
+    result = run(capsys, monkeypatch, env, "recordings", "ingest")
+    assert result.code != 0
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and "TWILIO_AUTH_TOKEN" in lines[0], result.err

@@ -220,4 +220,4 @@ def test_open_storage_reads_recordings_url(tmp_path: Path, aws_env: str) -> None
 def test_health_check_reports_storage(client: Any) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.get_json() == {"database": "ok", "storage": "ok"}
+    assert response.get_json().items() >= {"database": "ok", "storage": "ok"}.items()

@@ -6,7 +6,13 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from callcenter.adapters.twilio_api import MediaNotFound, TruncatedMedia, TwilioApi, TwilioApiError
+from callcenter.adapters.twilio_api import (
+    CredentialsRefused,
+    MediaNotFound,
+    TruncatedMedia,
+    TwilioApi,
+    TwilioApiError,
+)
 from callcenter.settings import Settings
 from tests.fakes.twilio_api import FakeTwilio
 
@@ -29,13 +35,20 @@ def test_media_is_streamed_from_the_api_base_url_with_basic_auth(
     assert fake_twilio.auth_failures == 0
 
 
-def test_wrong_credentials_are_an_error(settings: Settings, fake_twilio: FakeTwilio) -> None:
+def test_wrong_credentials_are_a_setting_problem_naming_the_token(
+    settings: Settings, fake_twilio: FakeTwilio
+) -> None:
     rec = fake_twilio.add()
     api = TwilioApi(settings.with_overrides(twilio_auth_token="wrong"))
-    with pytest.raises(TwilioApiError) as error, api.stream_media(rec.sid):
+    with pytest.raises(CredentialsRefused) as error, api.stream_media(rec.sid):
         pass
-    assert error.value.status == 401
-    assert fake_twilio.auth_failures == 1
+    assert "TWILIO_AUTH_TOKEN" in str(error.value) and "401" in str(error.value)
+    assert "\n" not in str(error.value)
+    with pytest.raises(CredentialsRefused):
+        api.delete_recording(rec.sid)
+    with pytest.raises(CredentialsRefused):
+        list(api.list_recordings())
+    assert fake_twilio.auth_failures == 3
 
 
 def test_missing_media_is_media_not_found(api: TwilioApi, fake_twilio: FakeTwilio) -> None:

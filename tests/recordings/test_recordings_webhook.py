@@ -38,7 +38,8 @@ def test_completed_recording_is_stored_as_pending_and_answered_204(
     [row] = rows(session)
     assert row.recording_sid == rec.sid
     assert row.call_sid == rec.call_sid
-    assert row.call_id is None
+    # A call unknown until now was answered by the fallback: its row is written with this.
+    assert row.call_id is not None
     assert row.status == "pending"
     assert row.started_at == datetime(2016, 8, 22, 11, 21, 15, tzinfo=UTC)
     assert row.due_at == due_at(row.started_at, settings)
@@ -93,7 +94,7 @@ def test_malformed_start_time_is_refused_with_400_and_nothing_stored(
 ) -> None:
     response = post_recording(fake_twilio.add(), RecordingStartTime=value)
     assert response.status_code == 400
-    assert "RecordingStartTime" in response.get_json()["detail"]
+    assert "RecordingStartTime" in response.get_data(as_text=True)
     assert rows(session) == []
 
 
@@ -125,7 +126,7 @@ def test_missing_required_field_is_refused_with_400(
 ) -> None:
     response = post_recording(fake_twilio.add(), **{field: None})
     assert response.status_code == 400
-    assert field in response.get_json()["detail"]
+    assert field in response.get_data(as_text=True)
     assert rows(session) == []
 
 
@@ -153,7 +154,7 @@ def test_unusable_field_is_refused_with_400(
 ) -> None:
     response = post_recording(fake_twilio.add(), **{field: value})
     assert response.status_code == 400
-    assert field in response.get_json()["detail"]
+    assert field in response.get_data(as_text=True)
     assert rows(session) == []
 
 

@@ -85,8 +85,11 @@ def unreachable_database(runtime: Runtime) -> None:
     """Point the service at a database server that refuses connections (port 1)."""
     from callcenter.db import make_engine, make_sessionmaker
 
-    runtime.engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    for name in ("engine", "voice_engine"):
+        setattr(runtime, name, make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none"))
     runtime.sessions = make_sessionmaker(runtime.engine)
+    runtime.voice_sessions = make_sessionmaker(runtime.voice_engine)
+    runtime.__dict__.pop("pinned", None)
 
 
 def voice_form(call_sid: str = "CA" + "1" * 32, to: str = DIRECT, caller: str = CALLER) -> dict:
@@ -730,7 +733,7 @@ def test_a_running_process_announces_a_change_from_the_first_second_of_its_week(
         [datetime(2026, 11, 24, 23, 59, 59, tzinfo=RIGA), datetime(2026, 11, 25, 0, 0, tzinfo=RIGA)]
     ):
         at(moment)
-        root = twiml(twilio_post("/twilio/voice", voice_form(f"CB{number:032x}", to=always)))
+        root = twiml(twilio_post("/twilio/voice", voice_form(f"CA{number + 100:032x}", to=always)))
         assert_notice_before_dial(root)
         said.append(" ".join(s.text or "" for s in root.iter("Say")))
     assert "īsāk" not in said[0]
