@@ -23,9 +23,17 @@ __all__ = [
     "s3_versioned_bucket",
 ]
 
-# The webhook stamps rows with the real clock; jobs in tests run at this `now`, a little later,
-# and move it forward instead of sleeping.
+# Jobs in tests run at this `now` and move it forward instead of sleeping; the webhooks run a
+# minute earlier (the runtime's clock, below), however long the suite took to get here.
 NOW = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)
+WEBHOOK_TIME = NOW - timedelta(minutes=1)
+
+
+@pytest.fixture
+def runtime(runtime: Runtime) -> Runtime:
+    """The shared runtime, its clock at WEBHOOK_TIME: what the webhooks stamp rows with."""
+    runtime.clock = lambda: WEBHOOK_TIME
+    return runtime
 
 
 @pytest.fixture
