@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, false, or_, select
+from sqlalchemy import and_, bindparam, false, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
@@ -118,6 +118,23 @@ def mark_done(
     return request
 
 
+# Built once (every answered call runs it): the caller's open requests up to a call's start.
+_OPEN_FROM_CALLER = (
+    select(CallbackRequest)
+    .outerjoin(Call, Call.id == CallbackRequest.call_id)
+    .where(
+        CallbackRequest.phone == bindparam("phone"),
+        CallbackRequest.status == "open",
+        or_(
+            Call.started_at <= bindparam("started_at"),
+            and_(
+                CallbackRequest.call_id.is_(None), CallbackRequest.requested_at <= bindparam("now")
+            ),
+        ),
+    )
+)
+
+
 def close_on_answer(session: Session, call: Call, *, now: datetime) -> list[CallbackRequest]:
     """Close the caller's open requests from this call or earlier ones: they got through.
 
@@ -125,16 +142,7 @@ def close_on_answer(session: Session, call: Call, *, now: datetime) -> list[Call
     says nothing about it.
     """
     rows = session.scalars(
-        select(CallbackRequest)
-        .outerjoin(Call, Call.id == CallbackRequest.call_id)
-        .where(
-            CallbackRequest.phone == call.from_number,
-            CallbackRequest.status == "open",
-            or_(
-                Call.started_at <= call.started_at,
-                and_(CallbackRequest.call_id.is_(None), CallbackRequest.requested_at <= now),
-            ),
-        )
+        _OPEN_FROM_CALLER, {"phone": call.from_number, "started_at": call.started_at, "now": now}
     ).all()
     for request in rows:
         request.status = "done"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from callcenter import phones
@@ -278,8 +278,12 @@ def next_step(
     return answer_for(cache.get(session.connection(), now), CallState.of(call))
 
 
+# Built once: the callbacks look a call up by its SID on every request.
+_FIND_CALL = select(Call).where(Call.call_sid == bindparam("call_sid"))
+
+
 def find_call(session: Session, call_sid: str) -> Call | None:
-    return session.scalar(select(Call).where(Call.call_sid == call_sid))
+    return session.scalar(_FIND_CALL, {"call_sid": call_sid})
 
 
 def substitute_for(call: Call, phone: str) -> str | None:

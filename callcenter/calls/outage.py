@@ -8,14 +8,17 @@ answered by the fallback, so that the call log is complete after an outage.
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from callcenter.calls.models import Call
+from callcenter.calls.states import Outcome
 from callcenter.db import is_postgres
 from callcenter.directory.models import Line
 
@@ -29,6 +32,37 @@ NOTICE = "fallback"
 UNKNOWN = "unknown"
 
 
+@functools.cache
+def _insert_statement(postgres: bool) -> Any:
+    """The fallback call's INSERT, built once; every callback binds its values to it.
+
+    Rules: ignores a conflict on the CallSid (written once, whatever the order or number of
+    callbacks); RETURNING tells whether this statement wrote it.
+    """
+    insert = postgresql.insert if postgres else sqlite.insert
+    line_id = select(Line.id).where(Line.number == bindparam("to_number")).scalar_subquery()
+    return (
+        insert(Call)
+        .values(
+            call_sid=bindparam("call_sid"),
+            line_id=line_id,
+            from_number=bindparam("from_number"),
+            to_number=bindparam("to_number"),
+            plan=[],
+            step=0,
+            routing_note=FALLBACK_NOTE,
+            notice=NOTICE,
+            after_hours=False,
+            outcome=Outcome.IN_PROGRESS,
+            as_substitute=False,
+            started_at=bindparam("started_at"),
+            updated_at=bindparam("started_at"),
+        )
+        .on_conflict_do_nothing(index_elements=["call_sid"])
+        .returning(Call.id)
+    )
+
+
 def record_unknown_call(
     session: Session, *, call_sid: str, from_number: str, to_number: str, started_at: datetime
 ) -> bool:
@@ -37,31 +71,22 @@ def record_unknown_call(
     Rules: written once whatever the number or order of callbacks (an INSERT that ignores a
     conflict on the CallSid); its line is the one its `To` names, if any.
     """
-    # No read before the write when there is no line to look up: on SQLite a transaction that
+    # The line from a subquery, not a read before the write: on SQLite a transaction that
     # reads and then writes fails at once if another writer committed in between.
-    line_id = session.scalar(select(Line.id).where(Line.number == to_number)) if to_number else None
-    to_number = to_number or UNKNOWN
-    dialect = postgresql if is_postgres(session) else sqlite
-    inserted = session.execute(
-        dialect.insert(Call)
-        .values(
-            call_sid=call_sid,
-            line_id=line_id,
-            from_number=from_number or UNKNOWN,
-            to_number=to_number,
-            plan=[],
-            step=0,
-            routing_note=FALLBACK_NOTE,
-            notice=NOTICE,
-            after_hours=False,
-            outcome="in-progress",
-            as_substitute=False,
-            started_at=started_at,
-            updated_at=started_at,
+    # Core, not the ORM: the ORM's bulk-insert path costs more than the statement itself.
+    inserted = (
+        session.connection()
+        .execute(
+            _insert_statement(is_postgres(session)),
+            {
+                "call_sid": call_sid,
+                "from_number": from_number or UNKNOWN,
+                "to_number": to_number or UNKNOWN,
+                "started_at": started_at,
+            },
         )
-        .on_conflict_do_nothing(index_elements=["call_sid"])
-        .returning(Call.id)
-    ).first()
+        .first()
+    )
     if inserted is not None:
         log.warning("call %s was answered by the fallback; its row is written now", call_sid)
     return inserted is not None

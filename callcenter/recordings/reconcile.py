@@ -15,7 +15,6 @@ from callcenter.adapters.twilio_api import RECORDING_SID
 from callcenter.audit import log as retention_log
 from callcenter.audit.events import RetentionEvent
 from callcenter.audit.models import RetentionEntry
-from callcenter.calls.models import Call
 from callcenter.db import transaction
 from callcenter.leases import holder_id as worker_id
 from callcenter.recordings.callback import check_start_time, insert_recording
@@ -158,12 +157,10 @@ def _reconcile_batch(
     # a callback that arrived meanwhile wins harmlessly, the insert ignores its SID.
     with transaction(runtime.sessions) as session:
         for values in new_rows:
-            call_id = select(Call.id).where(Call.call_sid == values["call_sid"]).scalar_subquery()
             if insert_recording(
                 session,
                 **values,
                 due_at=due_at(values["started_at"], runtime.settings),
-                call_id=call_id,
                 status=RecordingStatus.PENDING,
                 next_attempt_at=now,
                 created_at=now,
