@@ -268,102 +268,54 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
-class PinnedConnections:
-    """One DB-API connection per thread, checked out of the engine's pool once and kept.
+class WriterGate:
+    """SQLite's writers queued on a file lock beside the database (`<database>-writers`).
 
-    For the write every call makes: checking a connection out of the pool and back in (with
-    the pool's reset) costs more than the INSERT and COMMIT themselves (the voice benchmark
-    measures it). A connection that failed is thrown away, so the next use gets a fresh one;
-    a connection never crosses a fork (gunicorn --preload forks after the app is built).
+    SQLite's own busy handler sleeps 1 ms, then longer, whenever another writer holds the write
+    lock, and a transaction that read before it wrote fails at once instead of waiting; queueing
+    on a file lock wakes the next writer at once, across threads and processes (each thread
+    opens the file itself: flock locks belong to an open file). Under a running `deadline()`
+    the queue is bounded by time. On PostgreSQL there is no gate: it queues writers itself.
     """
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        # This process's writers under a deadline queue here first (see _enter_gate).
-        self._writers = threading.Lock()
-        # Every (connection, driver connection, gate) handed out, so that close() reaches
-        # those of threads that have ended.
-        self._all: list[tuple[Any, Any, int | None]] = []
         url = engine.url
-        self._gate_path = (
+        self.path = (
             f"{url.database}-writers"
             if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
             else None
         )
+        self._local = threading.local()
+        # This process's writers under a deadline queue here first (see _enter).
+        self._writers = threading.Lock()
 
-    def _pinned(self) -> tuple[Any, Any, int | None]:
-        """This thread's (pool connection, driver connection, gate descriptor)."""
-        pinned = getattr(self._local, "pinned", None)
+    def _descriptor(self) -> int:
+        assert self.path is not None
+        found = getattr(self._local, "fd", None)
         pid = os.getpid()
-        if pinned is not None and pinned[0] == pid:
-            return pinned[1]
-        connection = self.engine.raw_connection()
-        gate = None
-        if self._gate_path is not None:
-            gate = os.open(self._gate_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        found = (connection, connection.driver_connection, gate)
-        with self._lock:
-            self._all.append(found)
-        self._local.pinned = (pid, found)
-        return found
-
-    def _discard(self, pinned: tuple[Any, Any, int | None]) -> None:
-        self._local.pinned = None
-        with self._lock:
-            if pinned in self._all:
-                self._all.remove(pinned)
-        connection, _driver, gate = pinned
-        if gate is not None:
-            os.close(gate)
-        # It is being thrown away: a second failure while closing it changes nothing.
-        with contextlib.suppress(Exception):
-            connection.invalidate()
+        if found is not None and found[0] == pid:
+            return int(found[1])
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._local.fd = (pid, fd)
+        return fd
 
     @contextmanager
-    def transaction(self) -> Iterator[Any]:
-        """Yield a DB-API cursor in a transaction of this thread's connection; commit at the end.
-
-        On any error the transaction is rolled back, and a connection that cannot even roll
-        back, or whose driver raised, is replaced for the next use.
-        """
-        pinned = self._pinned()
-        _connection, driver, gate = pinned
-        queued = False
-        if gate is not None:
-            queued = self._enter_gate(gate)
+    def held(self) -> Iterator[None]:
+        """Hold the writers' lock for the block (nothing on PostgreSQL)."""
+        if self.path is None:
+            yield
+            return
+        fd = self._descriptor()
+        queued = self._enter(fd)
         try:
-            cursor = driver.cursor()
-            try:
-                yield cursor
-            finally:
-                cursor.close()
-            driver.commit()
-        except BaseException as exc:
-            try:
-                driver.rollback()
-            except Exception:
-                self._discard(pinned)
-                raise exc from None
-            if isinstance(exc, self.engine.dialect.loaded_dbapi.Error):
-                self._discard(pinned)
-            raise
+            yield
         finally:
-            if gate is not None and self._local.pinned is not None:
-                fcntl.flock(gate, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
             if queued:
                 self._writers.release()
 
-    def _enter_gate(self, gate: int) -> bool:
-        """Take the writers' file lock; return whether this process's writers' lock is held too.
-
-        SQLite's own busy handler sleeps 1 ms, then longer, whenever another process holds the
-        write lock; queueing on a file lock wakes the next writer at once. Under a running
-        `deadline()` the queue is bounded by time: this process's writers queue on a lock that
-        wakes the next at once and gives up at the deadline, and the file lock (held by another
-        process) is polled until then.
-        """
+    def _enter(self, gate: int) -> bool:
+        """Take the file lock; return whether this process's writers' lock is held too."""
         if _deadline.get() is None:
             fcntl.flock(gate, fcntl.LOCK_EX)
             return False
@@ -387,13 +339,95 @@ class PinnedConnections:
             self._writers.release()
             raise
 
+
+@contextmanager
+def write_transaction(factory: sessionmaker[Session], gate: WriterGate) -> Iterator[Session]:
+    """One unit of work that writes: in the writers' queue, the write lock taken at its start.
+
+    On SQLite the transaction begins IMMEDIATE, so that reading first and writing later never
+    meets another writer's commit in between (which SQLite answers with "database is locked"
+    at once, without waiting). Commit on success, roll back on any error.
+    """
+    with gate.held(), factory() as session, session.begin():
+        if gate.path is not None:
+            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        yield session
+
+
+class PinnedConnections:
+    """One DB-API connection per thread, checked out of the engine's pool once and kept.
+
+    For the write every call makes: checking a connection out of the pool and back in (with
+    the pool's reset) costs more than the INSERT and COMMIT themselves (the voice benchmark
+    measures it). A connection that failed is thrown away, so the next use gets a fresh one;
+    a connection never crosses a fork (gunicorn --preload forks after the app is built).
+    Writers queue on the engine's WriterGate.
+    """
+
+    def __init__(self, engine: Engine, gate: WriterGate | None = None) -> None:
+        self.engine = engine
+        self.gate = gate or WriterGate(engine)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        # Every (connection, driver connection) handed out, so that close() reaches those of
+        # threads that have ended.
+        self._all: list[tuple[Any, Any]] = []
+
+    def _pinned(self) -> tuple[Any, Any]:
+        """This thread's (pool connection, driver connection)."""
+        pinned = getattr(self._local, "pinned", None)
+        pid = os.getpid()
+        if pinned is not None and pinned[0] == pid:
+            return pinned[1]
+        connection = self.engine.raw_connection()
+        found = (connection, connection.driver_connection)
+        with self._lock:
+            self._all.append(found)
+        self._local.pinned = (pid, found)
+        return found
+
+    def _discard(self, pinned: tuple[Any, Any]) -> None:
+        self._local.pinned = None
+        with self._lock:
+            if pinned in self._all:
+                self._all.remove(pinned)
+        connection, _driver = pinned
+        # It is being thrown away: a second failure while closing it changes nothing.
+        with contextlib.suppress(Exception):
+            connection.invalidate()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """Yield a DB-API cursor in a transaction of this thread's connection; commit at the end.
+
+        On any error the transaction is rolled back, and a connection that cannot even roll
+        back, or whose driver raised, is replaced for the next use.
+        """
+        with self.gate.held():
+            pinned = self._pinned()
+            _connection, driver = pinned
+            try:
+                cursor = driver.cursor()
+                try:
+                    yield cursor
+                finally:
+                    cursor.close()
+                driver.commit()
+            except BaseException as exc:
+                try:
+                    driver.rollback()
+                except Exception:
+                    self._discard(pinned)
+                    raise exc from None
+                if isinstance(exc, self.engine.dialect.loaded_dbapi.Error):
+                    self._discard(pinned)
+                raise
+
     def close(self) -> None:
         """Return every pinned connection of this process to the pool."""
         with self._lock:
             connections, self._all = self._all, []
-        for connection, _driver, gate in connections:
-            if gate is not None:
-                os.close(gate)
+        for connection, _driver in connections:
             if connection.is_valid:
                 connection.close()
         self._local = threading.local()

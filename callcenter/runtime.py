@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -13,7 +14,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from callcenter.adapters.storage import Storage, open_storage
 from callcenter.adapters.twilio_api import TwilioApi
-from callcenter.db import Bounds, PinnedConnections, make_engine, make_sessionmaker, utcnow
+from callcenter.db import (
+    Bounds,
+    PinnedConnections,
+    WriterGate,
+    make_engine,
+    make_sessionmaker,
+    utcnow,
+    write_transaction,
+)
 from callcenter.directory.snapshot import DirectoryCache
 from callcenter.settings import Settings
 
@@ -73,9 +82,21 @@ class Runtime:
         return make_sessionmaker(self.voice_engine)
 
     @cached_property
+    def gate(self) -> WriterGate:
+        """SQLite's writers' queue of this process's web writers (nothing on PostgreSQL)."""
+        return WriterGate(self.voice_engine)
+
+    @cached_property
     def pinned(self) -> PinnedConnections:
         """This process's kept connections, for the write every call makes."""
-        return PinnedConnections(self.voice_engine)
+        return PinnedConnections(self.voice_engine, self.gate)
+
+    def writing(self, *, voice: bool = False) -> AbstractContextManager[Session]:
+        """A webhook's write transaction, in the writers' queue (db.write_transaction).
+
+        `voice`: on the voice engine, whose every wait ends well within a second.
+        """
+        return write_transaction(self.voice_sessions if voice else self.sessions, self.gate)
 
     @cached_property
     def directory(self) -> DirectoryCache:

@@ -18,7 +18,6 @@ from werkzeug.datastructures import MultiDict
 from callcenter import logs
 from callcenter.adapters.twilio_api import RECORDING_SID
 from callcenter.calls import outage
-from callcenter.db import transaction
 from callcenter.recordings.callback import RecordingCallback, check_start_time, record_callback
 from callcenter.twilio_values import CALL_SID, parse_twilio_time
 from webhooks import paths
@@ -115,7 +114,7 @@ def recording_status() -> Response:
     except (MissingField, BadField) as exc:
         return _bad_request(str(exc))
     try:
-        with transaction(runtime.sessions) as session:
+        with runtime.writing() as session:
             # A call answered by the fallback while the database was out of reach has no
             # row yet: written now, so its recording belongs to a call in the log.
             outage.record_unknown_call(

@@ -17,7 +17,6 @@ from sqlalchemy.exc import DBAPIError
 
 from callcenter import logs, phones
 from callcenter.calls import outcomes
-from callcenter.db import transaction
 from webhooks import paths
 from webhooks.security import current_runtime, twilio_webhook
 from webhooks.voice import FAILURES
@@ -68,7 +67,7 @@ def status() -> Response:
     runtime = current_runtime()
 
     def work() -> str:
-        with transaction(runtime.sessions) as session:
+        with runtime.writing() as session:
             return outcomes.record_status(session, runtime.settings, event, now=runtime.now())
 
     try:

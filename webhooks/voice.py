@@ -166,7 +166,7 @@ def dial_complete() -> VoiceResponse:
     """A dial ended: done if answered; otherwise the next target, then a callback offer."""
     form = require(request.form, "CallSid", "DialCallStatus")
     runtime = current_runtime()
-    with transaction(runtime.voice_sessions) as session:
+    with runtime.writing(voice=True) as session:
         call = calls.find_call(session, form["CallSid"])
         if call is None:
             log.warning("dial-complete for unknown call %s", form["CallSid"])
@@ -204,7 +204,7 @@ def fallback_dial_complete() -> VoiceResponse:
     form = require(request.form, "CallSid", "DialCallStatus")
     runtime = current_runtime()
     status = form["DialCallStatus"].strip().lower()
-    with transaction(runtime.sessions) as session:
+    with runtime.writing() as session:
         call = calls.find_call(session, form["CallSid"])
         if call is None:
             # The voice route failed before writing the row: there is nothing to log it on.
@@ -228,7 +228,7 @@ def survey_answer() -> VoiceResponse:
     rating = survey.parse_answer(request.form.get("Digits"))
     if rating is None:
         return twiml.say_and_hang_up(runtime.settings, speech.GOODBYE)
-    with transaction(runtime.sessions) as session:
+    with runtime.writing() as session:
         stored = survey.record_answer(session, form["CallSid"], rating)
     if not stored:
         log.warning("survey answer for call %s, which was not answered here", form["CallSid"])
@@ -253,7 +253,7 @@ def whisper() -> VoiceResponse:
     if digits is not None:
         if digits.strip() != "1":
             return twiml.whisper_declined(settings)
-        with transaction(runtime.sessions) as session:
+        with runtime.writing() as session:
             known = outcomes.record_accept(
                 session, settings, request.form.to_dict(flat=True), now=runtime.now()
             )
@@ -263,6 +263,7 @@ def whisper() -> VoiceResponse:
     parent_sid = request.form.get("ParentCallSid", "")
     to = request.form.get("To", "")
     for_name = None
+    # A read only: no place in the writers' queue.
     with transaction(current_runtime().voice_sessions) as session:
         call = calls.find_call(session, parent_sid) if parent_sid else None
         if call is not None:
@@ -298,7 +299,7 @@ def callback_request() -> VoiceResponse:
     else:
         return twiml.say_and_hang_up(settings, speech.GOODBYE)
     now = runtime.now()
-    with transaction(runtime.voice_sessions) as session:
+    with runtime.writing(voice=True) as session:
         call = calls.find_call(session, form["CallSid"])
         request_row = callbacks.request_callback(
             session, settings, phone=number, reason="requested", now=now, call=call

@@ -26,8 +26,19 @@ from tests.calls.conftest import (
     requests_of,
     sid,
 )
+from tests.conftest import TEST_DATABASE_URL
 
-pytestmark = pytest.mark.usefixtures("staffed")
+pytestmark = [
+    pytest.mark.usefixtures("staffed"),
+    # On SQLite a webhook's write transaction begins IMMEDIATE (db.write_transaction): no
+    # other writer can commit in the gap between its read and its write, so there is no gap
+    # to test. PostgreSQL reads without blocking writers, and the gap is real there.
+    pytest.mark.postgres,
+    pytest.mark.skipif(
+        not TEST_DATABASE_URL,
+        reason="needs TEST_DATABASE_URL (PostgreSQL): SQLite's webhook writes begin IMMEDIATE",
+    ),
+]
 
 Phone = Callable[..., Twilio]
 Meanwhile = Callable[[dict[str, Any]], None]

@@ -7,7 +7,7 @@ events of calls that exist (each round first places its calls through `/twilio/v
 Prints requests per second, p50 and p99 per round, and per route the medians of the ratios to
 the bare app (throughput, and p99 over the bare app's p99).
 
-    python benchmarks/webhooks.py [--database sqlite|postgres] [--route voice ...]
+    python benchmarks/webhook_throughput.py [--database sqlite|postgres] [--route voice ...]
         [--rounds 3] [--seconds 5] [--connections 32] [--workers 2]
 
 PostgreSQL: a fresh database is made on the server `BENCH_DATABASE_URL` names (default
