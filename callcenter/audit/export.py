@@ -1,4 +1,4 @@
-"""Compliance views: the retention log as CSV or JSON, and what will be deleted when.
+"""The retention log exported as CSV or JSON (`retention log --format`, the console, the API).
 
 The log export streams (one page of entries in memory at a time) and writes times as ISO 8601
 with the offset of the line's zone, oldest entry first.
@@ -9,16 +9,13 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from callcenter.audit import log as retention_log
-from callcenter.recordings.models import Recording
 
 LOG_COLUMNS = ("seq", "at", "event", "recording_sid", "actor", "details", "prev_hash", "hash")
 FORMATS = ("json", "csv")
@@ -61,34 +58,3 @@ def write_log(
         count += 1
     out.write("]\n")
     return count
-
-
-@dataclass(frozen=True)
-class Upcoming:
-    recording_sid: str
-    call_sid: str
-    due_at: datetime
-    status: str
-    on_hold: bool
-
-
-def upcoming(session: Session, *, now: datetime, days: int) -> list[Upcoming]:
-    """List recordings not yet deleted that are due within `days` (overdue ones included).
-
-    Rules: ordered by due time; held recordings are listed (with `on_hold`) because they are
-    what the sweep will skip.
-    """
-    if days < 0:
-        raise ValueError("days must not be negative")
-    rows = session.execute(
-        select(
-            Recording.recording_sid,
-            Recording.call_sid,
-            Recording.due_at,
-            Recording.status,
-            Recording.on_hold,
-        )
-        .where(Recording.deleted_at.is_(None), Recording.due_at <= now + timedelta(days=days))
-        .order_by(Recording.due_at, Recording.id)
-    ).all()
-    return [Upcoming(*row) for row in rows]
