@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from callcenter.settings import Settings
 from console import access, auth, i18n, security
+from console.api import ApiError
 from console.api import bp as api_bp
 from console.pages import bp as pages_bp
 from console.security import csrf
@@ -47,7 +48,8 @@ def error_response(exc: HTTPException) -> Response:
     if access.is_api(request.path):
         if isinstance(exc, CSRFError):
             message = "a signed-in session must send its X-CSRFToken with writes"
-        elif code >= 500:
+        elif code >= 500 and not isinstance(exc, ApiError):
+            # Our own 5xx answers (storage unavailable: 503) say what is wrong; others do not.
             message = "something went wrong on our side; it has been logged"
         else:
             message = exc.description or exc.name

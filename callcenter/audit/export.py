@@ -7,6 +7,7 @@ with the offset of the line's zone, oldest entry first.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator
 from datetime import datetime
@@ -29,6 +30,44 @@ def log_rows(
         yield retention_log.as_dict(entry, timezone)
 
 
+def iter_log(
+    session: Session,
+    *,
+    timezone: ZoneInfo,
+    since: datetime | None = None,
+    fmt: str = "json",
+) -> Iterator[str]:
+    """Yield the log as text pieces: one JSON array, or CSV with a header (streamable)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}")
+    rows = log_rows(session, timezone=timezone, since=since)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+
+        def taken() -> str:
+            text = buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+            return text
+
+        yield taken()
+        for row in rows:
+            writer.writerow(
+                {**row, "details": json.dumps(row["details"], sort_keys=True, ensure_ascii=False)}
+            )
+            yield taken()
+        return
+    # One JSON array, written entry by entry so a long log never sits in memory whole.
+    yield "["
+    first = True
+    for row in rows:
+        yield ("" if first else ",") + json.dumps(row, ensure_ascii=False, sort_keys=True)
+        first = False
+    yield "]\n"
+
+
 def write_log(
     out: TextIO,
     session: Session,
@@ -38,23 +77,9 @@ def write_log(
     fmt: str = "json",
 ) -> int:
     """Write the log to `out` as one JSON array or as CSV with a header; return the count."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}")
-    count = 0
-    rows = log_rows(session, timezone=timezone, since=since)
-    if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=LOG_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(
-                {**row, "details": json.dumps(row["details"], sort_keys=True, ensure_ascii=False)}
-            )
-            count += 1
-        return count
-    # One JSON array, written entry by entry so a long log never sits in memory whole.
-    out.write("[")
-    for row in rows:
-        out.write(("," if count else "") + json.dumps(row, ensure_ascii=False, sort_keys=True))
-        count += 1
-    out.write("]\n")
-    return count
+    pieces = 0
+    for piece in iter_log(session, timezone=timezone, since=since, fmt=fmt):
+        out.write(piece)
+        pieces += 1
+    # One piece an entry, and the header (CSV) or the two brackets (JSON) around them.
+    return pieces - 1 if fmt == "csv" else pieces - 2
