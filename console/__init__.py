@@ -17,6 +17,7 @@ from callcenter.settings import Settings
 from console import access, auth, i18n, security
 from console.api import ApiError
 from console.api import bp as api_bp
+from console.compliance import bp as compliance_bp
 from console.pages import bp as pages_bp
 from console.security import csrf
 
@@ -33,6 +34,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.before_request(access.enforce)
     app.context_processor(lambda: {"lang": i18n.current()})
     app.register_blueprint(pages_bp)
+    app.register_blueprint(compliance_bp)
     app.register_blueprint(api_bp)
     # Blueprint static files have no view function of ours to decorate.
     access.declare(app, "console.static", access.PUBLIC)

@@ -37,6 +37,23 @@ PAGES: list[tuple[str, str, tuple[int, int, int, int, int]]] = [
     ("POST", "/console/users", (403, 403, 403, 400, 302)),
     ("POST", "/console/users/liga/deactivate", (403, 403, 403, 400, 302)),
     ("POST", "/console/logout", (400, 400, 400, 400, 302)),
+    # Compliance: the retention pages.
+    ("GET", "/console/retention", (403, 403, 200, 403, 302)),
+    ("GET", "/console/retention/log.csv", (403, 403, 200, 403, 302)),
+    ("GET", "/console/retention/log.json", (403, 403, 200, 403, 302)),
+    ("GET", "/console/retention/log.xml", (403, 403, 404, 403, 302)),
+    ("GET", "/console/retention/verify", (403, 403, 200, 403, 302)),
+    ("POST", "/console/retention/verify", (403, 403, 400, 403, 302)),
+    ("GET", "/console/retention/due", (403, 403, 200, 403, 302)),
+    ("GET", "/console/retention/holds", (403, 403, 200, 403, 302)),
+    ("POST", "/console/retention/holds", (403, 403, 400, 403, 302)),
+    ("POST", f"/console/retention/holds/{NO_RECORDING}/release", (403, 403, 400, 403, 302)),
+    ("GET", "/console/retention/access", (403, 403, 200, 403, 302)),
+    ("GET", "/console/retention/access.csv", (403, 403, 200, 403, 302)),
+    # Recordings: found and listened to by compliance and supervisors.
+    ("GET", "/console/recordings", (403, 200, 200, 403, 302)),
+    ("GET", f"/console/recordings/{NO_RECORDING}", (403, 404, 404, 403, 302)),
+    ("POST", f"/console/recordings/{NO_RECORDING}/access", (403, 400, 400, 403, 302)),
 ]
 
 # The API with bearer tokens (no CSRF for tokens): the same for signed-in sessions' reads.
