@@ -16,7 +16,7 @@ an unsatisfiable one with 416 and `Content-Range: bytes */SIZE`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
@@ -135,19 +135,29 @@ class Answer:
 
     status: int
     headers: dict[str, str]
-    body: Iterator[bytes]
+    body: Iterable[bytes]
 
 
-def _pieces(source: BinaryIO) -> Iterator[bytes]:
-    try:
-        while piece := source.read(PIECE_BYTES):
+class _Pieces:
+    """The body: an object read a piece at a time; closed by the server when the answer ends.
+
+    A class and not a generator, so that an answer never iterated (HEAD, a client gone before
+    the first byte) still closes the file or the S3 connection at once.
+    """
+
+    def __init__(self, source: BinaryIO) -> None:
+        self._source = source
+
+    def __iter__(self) -> Iterator[bytes]:
+        while piece := self._source.read(PIECE_BYTES):
             yield piece
-    finally:
-        source.close()
+
+    def close(self) -> None:
+        self._source.close()
 
 
-def _nothing() -> Iterator[bytes]:
-    return iter(())
+def _nothing() -> Iterable[bytes]:
+    return ()
 
 
 def answer(storage: Storage, key: str, *, range_header: str | None, grant: Grant) -> Answer:
@@ -171,8 +181,8 @@ def answer(storage: Storage, key: str, *, range_header: str | None, grant: Grant
         start, stop = span
         headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
         headers["Content-Length"] = str(stop - start)
-        return Answer(206, headers, _pieces(storage.open_range(key, start, stop - 1)))
+        return Answer(206, headers, _Pieces(storage.open_range(key, start, stop - 1)))
     headers["Content-Length"] = str(size)
     if size == 0:
         return Answer(200, headers, _nothing())
-    return Answer(200, headers, _pieces(storage.open(key)))
+    return Answer(200, headers, _Pieces(storage.open(key)))

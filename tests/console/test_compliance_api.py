@@ -292,3 +292,14 @@ def test_verify_reports_problems_in_words_and_an_outage_as_such(
     response = client.post("/api/retention/verify", headers=auth)
     assert response.status_code == 503
     assert "RECORDINGS_URL" in response.get_json()["error"]
+
+
+def test_head_tells_the_size_without_a_body(
+    client: FlaskClient, tokens: dict[str, str], add_recording: AddRecording
+) -> None:
+    sid = add_recording()
+    _status, body = ask(client, tokens["compliance"], sid)
+    response = client.head(path_of(body["url"]))
+    assert response.status_code == 200
+    assert response.headers["Content-Length"] == str(len(AUDIO))
+    assert response.data == b""
