@@ -89,7 +89,8 @@ def test_pages_answer_each_role_as_declared(
 ) -> None:
     for role, status in zip((*ROLES, None), expected, strict=True):
         client = signed_in(role)
-        response = client.open(path, method=method)
+        # buffered: a streamed body (the log's export) is read to its end and closed.
+        response = client.open(path, method=method, buffered=True)
         assert response.status_code == status, (role, method, path, response.status_code)
         if status == 302:
             assert response.headers["Location"].startswith("/console/login?next=")
@@ -107,7 +108,7 @@ def test_api_answers_each_role_as_declared(
     for role, status in zip((*ROLES, None), expected, strict=True):
         client = signed_in(None)
         headers = bearer(tokens[role]) if role else {}
-        response = client.open(path, method=method, json=body, headers=headers)
+        response = client.open(path, method=method, json=body, headers=headers, buffered=True)
         assert response.status_code == status, (role, method, path, response.get_data())
         if status >= 400:
             assert set(response.get_json()) == {"error"}

@@ -23,9 +23,12 @@ __all__ = [
     "s3_versioned_bucket",
 ]
 
-# The webhook stamps rows with the real clock; jobs in tests run at this `now`, a little later,
-# and move it forward instead of sleeping.
-NOW = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)
+# The webhook stamps rows with the real clock; jobs in tests run at this `now`, later, and move
+# it forward instead of sleeping. It is fixed when the tests are collected, so it must stay
+# ahead of the real clock for the whole run: a minute was not enough once the suite on
+# PostgreSQL reached these tests more than a minute after collection (the webhook's rows were
+# then "not due yet" at NOW and nothing was ingested).
+NOW = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
 
 
 @pytest.fixture
