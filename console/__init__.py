@@ -15,7 +15,9 @@ from werkzeug.exceptions import HTTPException
 
 from callcenter.settings import Settings
 from console import access, auth, i18n, security
+from console.api import ApiError
 from console.api import bp as api_bp
+from console.compliance import bp as compliance_bp
 from console.pages import bp as pages_bp
 from console.security import csrf
 
@@ -32,6 +34,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.before_request(access.enforce)
     app.context_processor(lambda: {"lang": i18n.current()})
     app.register_blueprint(pages_bp)
+    app.register_blueprint(compliance_bp)
     app.register_blueprint(api_bp)
     # Blueprint static files have no view function of ours to decorate.
     access.declare(app, "console.static", access.PUBLIC)
@@ -47,7 +50,8 @@ def error_response(exc: HTTPException) -> Response:
     if access.is_api(request.path):
         if isinstance(exc, CSRFError):
             message = "a signed-in session must send its X-CSRFToken with writes"
-        elif code >= 500:
+        elif code >= 500 and not isinstance(exc, ApiError):
+            # Our own 5xx answers (storage unavailable: 503) say what is wrong; others do not.
             message = "something went wrong on our side; it has been logged"
         else:
             message = exc.description or exc.name

@@ -4,8 +4,9 @@ A declaration is an `Access` on the view function (the `allow`, `public` and `tw
 decorators), or, for views that are not ours to decorate (the blueprints' static files),
 one given by endpoint with `declare`. `enforce` runs before every request: an undeclared
 endpoint gets 403, an anonymous visitor of a page is sent to sign in (the API answers 401),
-and a role the declaration does not name gets 403. Later sets of routes (retention,
-recordings) declare their roles the same way.
+and a role the declaration does not name gets 403. A recording's audio is reached by a signed,
+short-lived address (`signed_address`): whoever holds it may use it until it expires, and the
+view itself refuses an expired, altered or misused one (403).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ ATTRIBUTE = "access"
 
 @dataclass(frozen=True)
 class Access:
-    kind: Literal["public", "twilio-signed", "roles"]
+    kind: Literal["public", "twilio-signed", "signed-address", "roles"]
     roles: frozenset[str] = frozenset()
 
     def admits(self, role: str) -> bool:
@@ -39,6 +40,7 @@ class Access:
 
 PUBLIC = Access("public")
 TWILIO_SIGNED = Access("twilio-signed")
+SIGNED_ADDRESS = Access("signed-address")
 SIGNED_IN = frozenset(ROLES)
 
 
@@ -67,6 +69,11 @@ def public(view: F) -> F:
 def twilio_signed(view: F) -> F:
     """Declare a webhook: anyone may call it, and the view refuses unsigned requests (403)."""
     return _mark(view, TWILIO_SIGNED)
+
+
+def signed_address(view: F) -> F:
+    """Declare a view reached by a signed address: the view refuses a bad or stale one (403)."""
+    return _mark(view, SIGNED_ADDRESS)
 
 
 def declare(app: Flask, endpoint: str, access: Access) -> None:

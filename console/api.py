@@ -9,14 +9,26 @@ transaction: a refusal writes nothing.
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
+from flask_login import current_user
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
+from callcenter.adapters.storage import StorageUnavailable
+from callcenter.audit import export
 from callcenter.calls import callbacks as callbacks_module
 from callcenter.calls import listing
 from callcenter.calls.models import CallbackRequest
@@ -24,10 +36,13 @@ from callcenter.db import transaction
 from callcenter.directory import service as directory
 from callcenter.directory.models import Absence
 from callcenter.localtime import LocalTimeError, local_iso, parse_local
-from console import openapi
-from console.access import SIGNED_IN, allow, public
+from callcenter.recordings import access as recording_access
+from callcenter.recordings import due, holds, lookup, verification
+from callcenter.recordings.states import AccessPurpose
+from console import media, openapi
+from console.access import SIGNED_IN, allow, public, signed_address
 from console.auth import Viewer, runtime, via_token, viewer
-from console.openapi import json_response, operation, path_id, query, ref
+from console.openapi import json_response, operation, path_id, path_string, query, ref
 from console.security import csrf
 
 log = logging.getLogger(__name__)
@@ -316,3 +331,294 @@ def callbacks_done(request_id: int) -> ResponseReturnValue:
         raise ApiError(422, str(exc)) from None
     log.info("callback request %s done by user %s", request_id, who.user_id)
     return jsonify(row)
+
+
+# Retention (compliance) ----------------------------------------------------------------------
+
+MAX_UPCOMING_DAYS = 3_650
+SID = re.compile(r"^RE[0-9a-fA-F]{32}$")
+
+
+def _recording_sid(value: str, status: int = 404) -> str:
+    if not SID.match(value):
+        raise ApiError(status, f"no recording {value[:40]!r}: a recording SID is RE and 32 hex")
+    return value
+
+
+def hold_row(view: holds.HoldView) -> dict[str, Any]:
+    return {
+        "recording_sid": view.recording_sid,
+        "call_sid": view.call_sid,
+        "status": view.status,
+        "due_at": local_iso(view.due_at, _zone()),
+        "placed_at": local_iso(view.placed_at, _zone()),
+        "placed_by": view.placed_by,
+        "reason": view.reason,
+    }
+
+
+@bp.get("/retention/log")
+@allow("compliance")
+@operation(
+    summary="The retention log, oldest first (entries as `retention log --format json`)",
+    parameters=[query("since", {"type": "string"}, "ISO 8601; without an offset, local time")],
+    responses={200: json_response("entries", {"type": "array", "items": ref("LogEntry")})},
+    errors=(400, 401, 403),
+)
+def retention_log() -> ResponseReturnValue:
+    since = _query_time("since")
+    zone = _zone()
+    sessions = runtime().sessions
+
+    def pieces() -> Iterator[str]:
+        # Streamed a page of entries at a time: a long log never sits in memory whole. The
+        # generator needs no request context: what it uses is read before it starts.
+        with transaction(sessions) as session:
+            yield from export.iter_log(session, timezone=zone, since=since, fmt="json")
+
+    return Response(pieces(), mimetype="application/json")
+
+
+@bp.get("/retention/holds")
+@allow("compliance")
+@operation(
+    summary="The legal holds in force, oldest first",
+    responses={200: json_response("holds", {"type": "array", "items": ref("Hold")})},
+)
+def retention_holds() -> ResponseReturnValue:
+    with _db() as session:
+        return jsonify([hold_row(view) for view in holds.active(session)])
+
+
+def _hold_view(session: Session, recording_sid: str) -> dict[str, Any]:
+    found = [view for view in holds.active(session) if view.recording_sid == recording_sid]
+    return hold_row(found[0])
+
+
+@bp.post("/retention/holds")
+@allow("compliance")
+@operation(
+    summary="Place a legal hold (a reason is required): not deleted until released",
+    body="NewHold",
+    responses={201: json_response("the hold", ref("Hold"))},
+    errors=(400, 401, 403, 404, 422),
+)
+def retention_hold_place() -> ResponseReturnValue:
+    who = viewer()
+    data = _body()
+    sid = _recording_sid(str(_text(data, "recording_sid", required=True)), 422)
+    reason = _text(data, "reason", required=True) or ""
+    try:
+        with _db() as session:
+            if lookup.get(session, sid) is None:
+                raise ApiError(404, f"no recording {sid}")
+            holds.place(session, sid, reason=reason, actor=who.username, now=runtime().now())
+            row = _hold_view(session, sid)
+    except holds.HoldError as exc:
+        raise ApiError(422, str(exc)) from None
+    log.info("hold placed on %s by user %s", sid, who.user_id)
+    return jsonify(row), 201
+
+
+@bp.delete("/retention/holds/<recording_sid>")
+@allow("compliance")
+@operation(
+    summary="Release a legal hold (a reason is required); past due, it goes at the next sweep",
+    parameters=[path_string("recording_sid")],
+    body="Release",
+    responses={200: json_response("the released hold", ref("ReleasedHold"))},
+    errors=(400, 401, 403, 404, 422),
+)
+def retention_hold_release(recording_sid: str) -> ResponseReturnValue:
+    who = viewer()
+    sid = _recording_sid(recording_sid)
+    data = _body()
+    reason = _text(data, "reason", required=True) or ""
+    now = runtime().now()
+    try:
+        with _db() as session:
+            if lookup.get(session, sid) is None:
+                raise ApiError(404, f"no recording {sid}")
+            hold = holds.release(session, sid, reason=reason, actor=who.username, now=now)
+            row = {
+                "recording_sid": sid,
+                "placed_at": local_iso(hold.placed_at, _zone()),
+                "placed_by": hold.placed_by,
+                "released_at": local_iso(now, _zone()),
+                "released_by": hold.released_by,
+                "release_reason": hold.release_reason,
+                "due_at": local_iso(hold.recording.due_at, _zone()),
+            }
+    except holds.HoldError as exc:
+        raise ApiError(422, str(exc)) from None
+    log.info("hold released on %s by user %s", sid, who.user_id)
+    return jsonify(row)
+
+
+@bp.get("/retention/upcoming")
+@allow("compliance")
+@operation(
+    summary="What will be deleted when: due within `days` (overdue and held included)",
+    parameters=[
+        query(
+            "days",
+            {"type": "integer", "minimum": 0, "maximum": MAX_UPCOMING_DAYS},
+            "how far ahead (default 7)",
+        )
+    ],
+    responses={200: json_response("recordings due", {"type": "array", "items": ref("Due")})},
+    errors=(400, 401, 403),
+)
+def retention_upcoming() -> ResponseReturnValue:
+    raw = request.args.get("days", "")
+    if raw and not (raw.isdigit() and int(raw) <= MAX_UPCOMING_DAYS):
+        raise ApiError(400, f"days must be a whole number from 0 to {MAX_UPCOMING_DAYS}")
+    days = int(raw) if raw else 7
+    with _db() as session:
+        rows = [
+            {
+                "recording_sid": item.recording_sid,
+                "call_sid": item.call_sid,
+                "due_at": local_iso(item.due_at, _zone()),
+                "status": item.status,
+                "on_hold": item.on_hold,
+            }
+            for item in due.upcoming(session, now=runtime().now(), days=days)
+        ]
+    return jsonify(rows)
+
+
+@bp.post("/retention/verify")
+@allow("compliance")
+@operation(
+    summary="Verify the log's chain and storage; the result is kept in the history",
+    body="VerifyRequest",
+    body_required=False,
+    responses={200: json_response("the result", ref("Verification"))},
+    errors=(400, 401, 403, 503),
+)
+def retention_verify() -> ResponseReturnValue:
+    who = viewer()
+    data = request.get_json(silent=True) if request.get_data() else {}
+    if not isinstance(data, dict):
+        raise ApiError(400, "the body must be a JSON object, or empty")
+    sample = data.get("sample")
+    if sample is not None and (
+        not isinstance(sample, int) or isinstance(sample, bool) or not 1 <= sample <= 1_000_000
+    ):
+        raise ApiError(400, "sample must be a whole number from 1 to 1000000, or null (all)")
+    rt = runtime()
+    try:
+        with _db() as session:
+            result = verification.run(
+                session, rt.storage, now=rt.now(), by=who.username, sample=sample
+            )
+    except StorageUnavailable as exc:
+        raise ApiError(503, f"{exc}; nothing was judged") from None
+    log.info("verification by user %s: ok=%s", who.user_id, result.ok)
+    return jsonify({"ok": result.ok, "problems": result.problems, "head": result.head})
+
+
+# Recordings: listening with a stated reason (compliance, supervisor) ------------------------
+
+
+def audio_address(access: recording_access.Access, user_id: int) -> tuple[str, datetime]:
+    """Sign the audio's address for a committed access; return its path and expiry."""
+    rt = runtime()
+    token, expires_at = media.make_token(
+        str(rt.settings.secret_key), access, user_id=user_id, now=rt.now()
+    )
+    path = url_for("api.recording_audio", recording_sid=access.recording_sid, token=token)
+    return path, expires_at
+
+
+def grant_access(who: Viewer, recording_sid: str, reason: str, purpose: str) -> Any:
+    """Write and commit `accessed`, then return the granted access (the pages use it too)."""
+    with _db() as session:
+        granted = recording_access.grant(
+            session,
+            recording_sid,
+            actor=who.username,
+            reason=reason,
+            purpose=purpose,
+            now=runtime().now(),
+        )
+    # Committed: the access is on the record before any address of the audio exists.
+    log.info(
+        "access to %s (%s) by user %s, entry %s",
+        recording_sid,
+        granted.purpose,
+        who.user_id,
+        granted.entry_seq,
+    )
+    return granted
+
+
+@bp.post("/recordings/<recording_sid>/access")
+@allow("compliance", "supervisor")
+@operation(
+    summary="Ask to listen to or download a recording, with a reason; logged as `accessed`",
+    parameters=[path_string("recording_sid")],
+    body="AccessRequest",
+    responses={200: json_response("a short-lived address of the audio", ref("AudioAddress"))},
+    errors=(400, 401, 403, 404, 422),
+)
+def recording_access_ask(recording_sid: str) -> ResponseReturnValue:
+    who = viewer()
+    sid = _recording_sid(recording_sid)
+    data = _body()
+    reason = data.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        raise ApiError(400, "a reason is required: why you need to hear this recording")
+    purpose = data.get("purpose", str(AccessPurpose.LISTEN))
+    if purpose not in [str(p) for p in AccessPurpose]:
+        raise ApiError(400, "purpose must be listen or download")
+    with _db() as session:
+        if lookup.get(session, sid) is None:
+            raise ApiError(404, f"no recording {sid}")
+    try:
+        granted = grant_access(who, sid, reason, purpose)
+    except recording_access.AccessRefused as exc:
+        raise ApiError(422, str(exc)) from None
+    path, expires_at = audio_address(granted, who.user_id)
+    base = runtime().settings.public_base_url or request.host_url
+    return jsonify({"url": base.rstrip("/") + path, "expires_at": local_iso(expires_at, _zone())})
+
+
+@bp.get("/recordings/<recording_sid>/audio/<token>")
+@signed_address
+@operation(
+    summary="The audio of a signed address (whoever holds it, until it expires); Range: 206",
+    parameters=[path_string("recording_sid"), path_string("token")],
+    responses={
+        200: {"description": "the audio", "content": {media.MEDIA_TYPE: {}}},
+        206: {"description": "the range asked for", "content": {media.MEDIA_TYPE: {}}},
+        416: {"description": "the range is beyond the audio"},
+    },
+    errors=(403, 410),
+    secured=False,
+)
+def recording_audio(recording_sid: str, token: str) -> ResponseReturnValue:
+    rt = runtime()
+    try:
+        grant = media.read_token(
+            str(rt.settings.secret_key), token, recording_sid=recording_sid, now=rt.now()
+        )
+        if current_user.is_authenticated and viewer().user_id != grant.user_id:
+            raise media.Refused(403, "this address was made for another user")
+        with _db() as session:
+            key = media.check_grant(session, grant)
+        answer = media.answer(
+            rt.storage, key, range_header=request.headers.get("Range"), grant=grant
+        )
+    except media.Refused as exc:
+        raise ApiError(exc.code, str(exc)) from None
+    except KeyError:
+        raise ApiError(410, "the recording's audio is missing from storage") from None
+    response = Response(answer.body, status=answer.status, direct_passthrough=True)
+    for name, value in answer.headers.items():
+        response.headers[name] = value
+    # The address is the secret: it must not be kept by caches or sent on as a referrer.
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response

@@ -117,6 +117,107 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "object",
         "properties": {"note": _NULLABLE_STRING},
     },
+    "LogEntry": {
+        "type": "object",
+        "required": ["seq", "at", "event", "recording_sid", "actor", "details", "hash"],
+        "properties": {
+            "seq": {"type": "integer"},
+            "at": _TIME,
+            "event": {"type": "string"},
+            "recording_sid": _NULLABLE_STRING,
+            "actor": {"type": "string"},
+            "details": {"type": "object"},
+            "prev_hash": {"type": "string"},
+            "hash": {"type": "string"},
+        },
+    },
+    "Hold": {
+        "type": "object",
+        "required": ["recording_sid", "call_sid", "status", "due_at", "placed_at", "placed_by"],
+        "properties": {
+            "recording_sid": {"type": "string"},
+            "call_sid": {"type": "string"},
+            "status": {"type": "string"},
+            "due_at": _TIME,
+            "placed_at": _TIME,
+            "placed_by": {"type": "string"},
+            "reason": {"type": "string"},
+        },
+    },
+    "NewHold": {
+        "type": "object",
+        "required": ["recording_sid", "reason"],
+        "properties": {
+            "recording_sid": {"type": "string", "description": "the Twilio RecordingSid"},
+            "reason": {"type": "string", "description": "why it must be kept (no names)"},
+        },
+    },
+    "Release": {
+        "type": "object",
+        "required": ["reason"],
+        "properties": {"reason": {"type": "string", "description": "why the hold ends"}},
+    },
+    "ReleasedHold": {
+        "type": "object",
+        "required": ["recording_sid", "released_at", "released_by", "due_at"],
+        "properties": {
+            "recording_sid": {"type": "string"},
+            "placed_at": _TIME,
+            "placed_by": {"type": "string"},
+            "released_at": _TIME,
+            "released_by": {"type": "string"},
+            "release_reason": {"type": "string"},
+            "due_at": _TIME,
+        },
+    },
+    "Due": {
+        "type": "object",
+        "required": ["recording_sid", "call_sid", "due_at", "status", "on_hold"],
+        "properties": {
+            "recording_sid": {"type": "string"},
+            "call_sid": {"type": "string"},
+            "due_at": _TIME,
+            "status": {"type": "string"},
+            "on_hold": {"type": "boolean"},
+        },
+    },
+    "VerifyRequest": {
+        "type": "object",
+        "properties": {
+            "sample": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 1_000_000,
+                "nullable": True,
+                "description": "check this many recordings in storage at random (default: all)",
+            }
+        },
+    },
+    "Verification": {
+        "type": "object",
+        "required": ["ok", "problems", "head"],
+        "properties": {
+            "ok": {"type": "boolean"},
+            "problems": {"type": "array", "items": {"type": "string"}},
+            "head": {"type": "string", "nullable": True, "description": "SEQ:HASH"},
+        },
+    },
+    "AccessRequest": {
+        "type": "object",
+        "required": ["reason"],
+        "properties": {
+            "reason": {"type": "string", "description": "why you need the audio (required)"},
+            "purpose": {"type": "string", "enum": ["listen", "download"], "default": "listen"},
+        },
+    },
+    "AudioAddress": {
+        "type": "object",
+        "required": ["url", "expires_at"],
+        "properties": {
+            "url": {"type": "string", "description": "GET it for the audio (Range answered)"},
+            "expires_at": _TIME,
+        },
+    },
 }
 
 _WORDS = {
@@ -124,7 +225,9 @@ _WORDS = {
     401: "not signed in: send Authorization: Bearer TOKEN",
     403: "the role may not do this",
     404: "no such thing, or not yours",
+    410: "it is gone (the recording was deleted)",
     422: "refused by the rules the command line applies",
+    503: "the storage cannot be reached: nothing was judged",
 }
 
 
@@ -143,6 +246,7 @@ def operation(
     errors: tuple[int, ...] = (401, 403),
     parameters: list[dict[str, Any]] | None = None,
     body: str | None = None,
+    body_required: bool = True,
     secured: bool = True,
 ) -> Callable[[F], F]:
     """Declare a view's OpenAPI operation (its answers, parameters and body)."""
@@ -160,7 +264,7 @@ def operation(
             spec["parameters"] = parameters
         if body is not None:
             spec["requestBody"] = {
-                "required": True,
+                "required": body_required,
                 "content": {"application/json": {"schema": ref(body)}},
             }
         if not secured:
@@ -179,6 +283,10 @@ def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]
         "schema": schema,
         "description": description,
     }
+
+
+def path_string(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 def path_id(name: str) -> dict[str, Any]:
@@ -201,7 +309,9 @@ def describe(app: Flask, blueprint: str = "api") -> dict[str, Any]:
         openapi_version="3.0.3",
         info={
             "description": (
-                "Staff, supervisors and programs: absences, the call log and callbacks. "
+                "Staff, supervisors, compliance and programs: absences, the call log and "
+                "callbacks; the retention log, legal holds, what is due and verification; "
+                "listening to a recording with a stated reason (a short-lived signed address). "
                 "Send `Authorization: Bearer TOKEN` (`callcenter users token USERNAME`); a "
                 "signed-in console session works too (writes then need its X-CSRFToken)."
             )

@@ -31,11 +31,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 from callcenter import leases
 from callcenter.adapters.storage import StorageUnavailable
 from callcenter.db import transaction
+from callcenter.recordings import verification as verify
 from callcenter.recordings.ingest import ingest_pending
 from callcenter.recordings.reconcile import reconcile
 from callcenter.runtime import Runtime
 from callcenter.settings import SettingsError
-from retention import verify
 from retention.sweep import sweep
 
 log = logging.getLogger(__name__)

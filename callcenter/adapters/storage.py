@@ -61,6 +61,16 @@ class Storage(Protocol):
     def open(self, key: str) -> BinaryIO:
         """Open an object for reading (raises KeyError when it does not exist)."""
 
+    def size(self, key: str) -> int | None:
+        """Return the object's size in bytes without reading it, or None when it does not exist."""
+
+    def open_range(self, key: str, start: int, end: int) -> BinaryIO:
+        """Open bytes `start` to `end` (both included) of an object (KeyError when missing).
+
+        Rules: 0 <= start <= end < size; only those bytes are read from the backend, so a
+        browser seeking in a long recording costs what it plays, not the whole object.
+        """
+
     def stat(self, key: str) -> StoredObject | None:
         """Return the object's size and SHA-256 (recomputed from its bytes), or None."""
 
@@ -175,6 +185,18 @@ class LocalStorage:
         except FileNotFoundError:
             raise KeyError(key) from None
 
+    def size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def open_range(self, key: str, start: int, end: int) -> BinaryIO:
+        _check_range(start, end)
+        handle = self.open(key)
+        handle.seek(start)
+        return cast(BinaryIO, _Bounded(handle, end - start + 1))
+
     def stat(self, key: str) -> StoredObject | None:
         try:
             handle = self.open(key)
@@ -244,6 +266,37 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _check_range(start: int, end: int) -> None:
+    if start < 0 or end < start:
+        raise ValueError(f"bad byte range {start}-{end}")
+
+
+class _Bounded(io.RawIOBase):
+    """At most `limit` bytes of an open file, from where it stands; closing closes the file."""
+
+    def __init__(self, inner: BinaryIO, limit: int) -> None:
+        self._inner = inner
+        self._left = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), self._left)
+        if want <= 0:
+            return 0
+        piece = self._inner.read(want)
+        n = len(piece)
+        view[:n] = piece
+        self._left -= n
+        return n
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
 
 
 class _ChunkReader(io.RawIOBase):
@@ -360,6 +413,28 @@ class S3Storage:
     def open(self, key: str) -> BinaryIO:
         try:
             answer = self.client.get_object(Bucket=self.bucket, Key=self._name(key))
+        except self.client.exceptions.NoSuchKey:
+            raise KeyError(key) from None
+        return cast(BinaryIO, answer["Body"])
+
+    def size(self, key: str) -> int | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            answer = self.client.head_object(Bucket=self.bucket, Key=self._name(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return int(answer["ContentLength"])
+
+    def open_range(self, key: str, start: int, end: int) -> BinaryIO:
+        _check_range(start, end)
+        try:
+            # S3 reads only the asked bytes (HTTP Range on GetObject); the body streams.
+            answer = self.client.get_object(
+                Bucket=self.bucket, Key=self._name(key), Range=f"bytes={start}-{end}"
+            )
         except self.client.exceptions.NoSuchKey:
             raise KeyError(key) from None
         return cast(BinaryIO, answer["Body"])

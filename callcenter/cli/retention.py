@@ -9,13 +9,13 @@ from sqlalchemy import select
 
 from callcenter import settings as settings_module
 from callcenter.adapters.storage import StorageUnavailable
-from callcenter.audit import notes
+from callcenter.audit import export, notes
 from callcenter.audit.models import RetentionEntry
 from callcenter.cli import common
 from callcenter.cli.common import CliError, emit, json_option, local_iso, unit_of_work
-from retention import export, holds
+from callcenter.recordings import due, holds
+from callcenter.recordings import verification as verify_module
 from retention import sweep as sweep_module
-from retention import verify as verify_module
 
 
 @click.group("retention")
@@ -252,7 +252,7 @@ def upcoming_command(days: int, as_json: bool) -> None:
                 "status": item.status,
                 "on_hold": item.on_hold,
             }
-            for item in export.upcoming(session, now=common.now(), days=days)
+            for item in due.upcoming(session, now=common.now(), days=days)
         ]
     emit(rows, as_json, ["recording_sid", "due_at", "status", "on_hold"])
 

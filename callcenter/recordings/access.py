@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from callcenter.audit import log as retention_log
-from callcenter.audit import notes
+from callcenter.audit import notes, search
 from callcenter.audit.events import RetentionEvent
 from callcenter.recordings.models import Recording
 from callcenter.recordings.states import AccessPurpose, RecordingStatus
@@ -93,3 +93,63 @@ def grant(
         entry.seq,
         recording.on_hold,
     )
+
+
+@dataclass(frozen=True)
+class AccessRecord:
+    """One access as the trail shows it: who, when, which recording, which purpose, why."""
+
+    seq: int
+    at: datetime
+    actor: str
+    recording_sid: str
+    purpose: str
+    reason: str | None  # None: redacted on a lawful request (its hash stays in the chain)
+    recording_deleted: bool
+    recording_on_hold: bool
+
+
+def trail(
+    session: Session,
+    *,
+    actor: str | None = None,
+    recording_sid: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[int, list[AccessRecord]]:
+    """Return how many accesses match and one page of them, the latest first.
+
+    Rules: read from the retention log's `accessed` entries (the record itself, not a copy),
+    the reason from the note beside the chain, the recording's state as it is now.
+    """
+    where = search.LogFilter(
+        event=RetentionEvent.ACCESSED, actor=actor or None, recording_sid=recording_sid or None
+    )
+    total = search.count(session, where)
+    page = search.newest_first(session, where, limit=limit, offset=offset)
+    sids = {entry.recording_sid for entry in page if entry.recording_sid}
+    states = {
+        sid: (deleted_at is not None or status == RecordingStatus.DELETED, on_hold)
+        for sid, status, deleted_at, on_hold in session.execute(
+            select(
+                Recording.recording_sid, Recording.status, Recording.deleted_at, Recording.on_hold
+            ).where(Recording.recording_sid.in_(sids))
+        )
+    }
+    records = []
+    for entry in page:
+        details = entry.details or {}
+        deleted, held = states.get(entry.recording_sid or "", (True, False))
+        records.append(
+            AccessRecord(
+                seq=entry.seq,
+                at=entry.at,
+                actor=entry.actor,
+                recording_sid=entry.recording_sid or "",
+                purpose=str(details.get("purpose", "")),
+                reason=notes.text_of(session, details.get("reason_note")),
+                recording_deleted=deleted,
+                recording_on_hold=held,
+            )
+        )
+    return total, records

@@ -13,9 +13,16 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from callcenter.accounts import service as accounts
+from callcenter.audit import log as retention_log
+from callcenter.calls.models import Call
+from callcenter.db import transaction
 from callcenter.directory import service as directory
+from callcenter.recordings.models import Recording
+from callcenter.recordings.policy import due_at
+from callcenter.runtime import Runtime
 from tests.calls import conftest as calls_fixtures
 from tests.calls.conftest import ANDRIS, DEPARTMENT, DIRECT, JANIS, LIGA, Clock
+from tests.sids import new_sid
 
 # The calls' fixtures: a clock the runtime reads, and a Twilio that places calls.
 clock = calls_fixtures.clock
@@ -103,3 +110,76 @@ def csrf_token(client: FlaskClient, path: str = "/console/login") -> str:
 
 def bearer(token: str) -> dict[str, Any]:
     return {"Authorization": f"Bearer {token}"}
+
+
+# A recording's audio for the compliance tests: a WAV header and 200 kB of varied bytes, so
+# that a range in the middle is told from the start.
+AUDIO = b"RIFF" + bytes(range(256)) * 800
+
+
+def add_recording_to(
+    runtime: Runtime,
+    started_at: datetime,
+    *,
+    content: bytes = AUDIO,
+    line: str | None = DIRECT,
+    status: str = "stored",
+    on_hold: bool = False,
+) -> str:
+    """Store a recording as ingestion leaves it (object, row, `stored` entry); return its SID."""
+    sid = new_sid("RE")
+    call_sid = new_sid("CA")
+    key = stored = None
+    if status == "stored":
+        key = f"recordings/{started_at:%Y/%m}/{sid}.wav"
+        stored = runtime.storage.put_stream(key, [content])
+    with transaction(runtime.sessions) as session:
+        if line is not None:
+            session.add(
+                Call(
+                    call_sid=call_sid,
+                    from_number="+37129000001",
+                    to_number=line,
+                    started_at=started_at,
+                    outcome="answered",
+                )
+            )
+        session.add(
+            Recording(
+                recording_sid=sid,
+                call_sid=call_sid,
+                status=status,
+                started_at=started_at,
+                due_at=due_at(started_at, runtime.settings),
+                storage_key=key,
+                size_bytes=stored.size if stored else None,
+                sha256=stored.sha256 if stored else None,
+                stored_at=started_at if stored else None,
+                deleted_at=started_at if status == "deleted" else None,
+                on_hold=on_hold,
+            )
+        )
+        session.flush()
+        if stored is not None:
+            retention_log.append(
+                session,
+                "stored",
+                now=started_at,
+                recording_sid=sid,
+                actor="ingest",
+                details={"key": key, "size": stored.size, "sha256": stored.sha256},
+            )
+    return sid
+
+
+AddRecording = Callable[..., str]
+
+
+@pytest.fixture
+def add_recording(runtime: Runtime, clock: Clock) -> AddRecording:
+    def add(started_at: datetime | None = None, **kwargs: Any) -> str:
+        return add_recording_to(
+            runtime, started_at or datetime(2026, 2, 10, 9, tzinfo=UTC), **kwargs
+        )
+
+    return add

@@ -9,6 +9,7 @@ from console import access
 from tests.console.conftest import ROLES, SignedIn, bearer
 
 S, V, C, A, ANON = "staff", "supervisor", "compliance", "admin", None
+NO_RECORDING = "RE" + "0" * 32
 
 # method, path, expected status for staff, supervisor, compliance, admin, anonymous.
 # Allowed page POSTs without their form's CSRF token answer 400: the role check comes first.
@@ -36,6 +37,23 @@ PAGES: list[tuple[str, str, tuple[int, int, int, int, int]]] = [
     ("POST", "/console/users", (403, 403, 403, 400, 302)),
     ("POST", "/console/users/liga/deactivate", (403, 403, 403, 400, 302)),
     ("POST", "/console/logout", (400, 400, 400, 400, 302)),
+    # Compliance: the retention pages.
+    ("GET", "/console/retention", (403, 403, 200, 403, 302)),
+    ("GET", "/console/retention/log.csv", (403, 403, 200, 403, 302)),
+    ("GET", "/console/retention/log.json", (403, 403, 200, 403, 302)),
+    ("GET", "/console/retention/log.xml", (403, 403, 404, 403, 302)),
+    ("GET", "/console/retention/verify", (403, 403, 200, 403, 302)),
+    ("POST", "/console/retention/verify", (403, 403, 400, 403, 302)),
+    ("GET", "/console/retention/due", (403, 403, 200, 403, 302)),
+    ("GET", "/console/retention/holds", (403, 403, 200, 403, 302)),
+    ("POST", "/console/retention/holds", (403, 403, 400, 403, 302)),
+    ("POST", f"/console/retention/holds/{NO_RECORDING}/release", (403, 403, 400, 403, 302)),
+    ("GET", "/console/retention/access", (403, 403, 200, 403, 302)),
+    ("GET", "/console/retention/access.csv", (403, 403, 200, 403, 302)),
+    # Recordings: found and listened to by compliance and supervisors.
+    ("GET", "/console/recordings", (403, 200, 200, 403, 302)),
+    ("GET", f"/console/recordings/{NO_RECORDING}", (403, 404, 404, 403, 302)),
+    ("POST", f"/console/recordings/{NO_RECORDING}/access", (403, 400, 400, 403, 302)),
 ]
 
 # The API with bearer tokens (no CSRF for tokens): the same for signed-in sessions' reads.
@@ -49,6 +67,19 @@ API: list[tuple[str, str, dict | None, tuple[int, int, int, int, int]]] = [
     ("GET", "/api/callbacks", None, (200, 200, 403, 403, 401)),
     ("POST", "/api/callbacks/999/done", {}, (404, 404, 403, 403, 401)),
     ("GET", "/api/nothing-here", None, (404, 404, 404, 404, 404)),
+    # Compliance: the retention log, holds, what is due, verification.
+    ("GET", "/api/retention/log", None, (403, 403, 200, 403, 401)),
+    ("GET", "/api/retention/holds", None, (403, 403, 200, 403, 401)),
+    ("POST", "/api/retention/holds", {}, (403, 403, 422, 403, 401)),
+    ("DELETE", f"/api/retention/holds/{NO_RECORDING}", {"reason": "x"}, (403, 403, 404, 403, 401)),
+    ("GET", "/api/retention/upcoming", None, (403, 403, 200, 403, 401)),
+    # No recordings directory yet in a fresh test: the storage is unavailable (503).
+    ("POST", "/api/retention/verify", None, (403, 403, 503, 403, 401)),
+    # Listening with a reason: compliance and supervisors.
+    ("POST", f"/api/recordings/{NO_RECORDING}/access", {}, (403, 400, 400, 403, 401)),
+    ("POST", f"/api/recordings/{NO_RECORDING}/access", {"reason": "r"}, (403, 404, 404, 403, 401)),
+    # The audio's signed address: anyone may try; a bad address is refused whoever asks.
+    ("GET", f"/api/recordings/{NO_RECORDING}/audio/x.y", None, (403, 403, 403, 403, 403)),
 ]
 
 
@@ -58,7 +89,8 @@ def test_pages_answer_each_role_as_declared(
 ) -> None:
     for role, status in zip((*ROLES, None), expected, strict=True):
         client = signed_in(role)
-        response = client.open(path, method=method)
+        # buffered: a streamed body (the log's export) is read to its end and closed.
+        response = client.open(path, method=method, buffered=True)
         assert response.status_code == status, (role, method, path, response.status_code)
         if status == 302:
             assert response.headers["Location"].startswith("/console/login?next=")
@@ -76,7 +108,7 @@ def test_api_answers_each_role_as_declared(
     for role, status in zip((*ROLES, None), expected, strict=True):
         client = signed_in(None)
         headers = bearer(tokens[role]) if role else {}
-        response = client.open(path, method=method, json=body, headers=headers)
+        response = client.open(path, method=method, json=body, headers=headers, buffered=True)
         assert response.status_code == status, (role, method, path, response.get_data())
         if status >= 400:
             assert set(response.get_json()) == {"error"}
@@ -107,6 +139,20 @@ def test_every_route_declares_its_access(app: Flask) -> None:
     assert kinds["/healthz"] == access.PUBLIC
     assert kinds["/api/openapi.json"] == access.PUBLIC
     assert kinds["/console/users"] == access.Access("roles", frozenset({"admin"}))
+    audio = "/api/recordings/<recording_sid>/audio/<token>"
+    assert kinds[audio] == access.SIGNED_ADDRESS
+    assert kinds["/api/retention/log"] == access.Access("roles", frozenset({"compliance"}))
+    assert kinds["/api/recordings/<recording_sid>/access"] == access.Access(
+        "roles", frozenset({"compliance", "supervisor"})
+    )
+
+
+def test_signed_address_routes_refuse_requests_without_a_valid_address(app: Flask) -> None:
+    client = app.test_client()
+    for rule in app.url_map.iter_rules():
+        if access.rule_for(app, rule.endpoint) == access.SIGNED_ADDRESS:
+            path = rule.rule.replace("<recording_sid>", NO_RECORDING).replace("<token>", "e30.x")
+            assert client.get(path).status_code == 403, rule.rule
 
 
 def test_twilio_declared_routes_refuse_unsigned_requests(app: Flask) -> None:

@@ -1,27 +1,36 @@
 """The console in a real browser: Debian's headless Chromium driven by Playwright.
 
 Staff sign in and add an absence with the form; a simulated, signed call then reaches the
-substitute; a supervisor finds the call in the log and marks its callback done. All of it at
+substitute; a supervisor finds the call in the log and marks its callback done. Compliance
+places and releases a hold and exports the log; a supervisor listens to a recording with a
+stated reason and compliance finds the access on the trail page. All of it at
 a 390-pixel-wide viewport, with no horizontal overflow and no Content-Security-Policy
 violation. Skips without /usr/bin/chromium (never a downloaded browser).
 """
 
 from __future__ import annotations
 
+import io
+import math
+import struct
 import threading
+import time
+import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.serving import make_server
 
+from callcenter.audit.models import RetentionEntry
 from callcenter.calls.models import CallbackRequest
 from callcenter.directory import service as directory
 from tests.calls.conftest import ANDRIS, OFFICE, Twilio, dialled, load_call, sid
-from tests.console.conftest import PASSWORD
+from tests.console.conftest import PASSWORD, AddRecording
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -167,4 +176,126 @@ def test_english_on_request(server: str, browser_page: tuple[Any, list[str]], pe
     page.goto(server + "/console/login?lang=en")
     assert page.get_attribute("html", "lang") == "en"
     assert page.locator("h1").inner_text() == "Sign in"
+    assert problems == []
+
+
+def wait_until(page: Any, expression: str, seconds: float = 10) -> None:
+    """Poll an expression (wait_for_function evaluates strings, which the CSP forbids)."""
+    deadline = time.monotonic() + seconds
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        page.wait_for_timeout(50)
+
+
+def wav(seconds: float = 2.0, rate: int = 8000) -> bytes:
+    """A real WAV (a quiet tone), so that the browser decodes it and reads its duration."""
+    frames = b"".join(
+        struct.pack("<h", int(2000 * math.sin(2 * math.pi * 440 * n / rate)))
+        for n in range(int(seconds * rate))
+    )
+    out = io.BytesIO()
+    with wave.open(out, "wb") as target:
+        target.setnchannels(1)
+        target.setsampwidth(2)
+        target.setframerate(rate)
+        target.writeframes(frames)
+    return out.getvalue()
+
+
+def events(sessions: sessionmaker[Session]) -> list[tuple[str, str | None, str]]:
+    with sessions() as session:
+        rows = session.execute(
+            select(
+                RetentionEntry.event, RetentionEntry.recording_sid, RetentionEntry.actor
+            ).order_by(RetentionEntry.seq)
+        ).all()
+    return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def test_a_hold_placed_and_released_and_the_log_exported(
+    server: str,
+    browser_page: tuple[Any, list[str]],
+    people: dict[str, int],
+    add_recording: AddRecording,
+    sessions: sessionmaker[Session],
+) -> None:
+    page, problems = browser_page
+    sid = add_recording()
+    sign_in(page, server, "audit")
+    page.click("nav >> text=Aizturēšana")
+    page.fill("#recording_sid", sid)
+    page.fill("#reason", "tiesas lieta 2026/14")
+    page.click("#hold-form button[type=submit]")
+    page.wait_for_selector(f"text=Ieraksts {sid} aizturēts.")
+    hold = page.locator(f"li.hold[data-recording-sid='{sid}']")
+    assert "Aizturēja audit" in hold.inner_text() and "tiesas lieta 2026/14" in hold.inner_text()
+    no_overflow(page)
+    hold.locator("input[name=reason]").fill("lieta slēgta")
+    hold.locator("button[type=submit]").click()
+    page.wait_for_selector("text=Aizturēšana atcelta.")
+    assert page.locator("li.hold").count() == 0
+    assert [e[0] for e in events(sessions)] == ["stored", "hold_placed", "hold_released"]
+
+    page.click("nav >> text=Glabāšanas žurnāls")
+    assert page.locator("table.log tbody tr").first.get_attribute("data-seq") == "3"
+    no_overflow(page)
+    with page.expect_download() as info:
+        page.click("#export-csv")
+    exported = open(info.value.path(), encoding="utf-8").read()  # noqa: SIM115
+    assert exported.splitlines()[0].startswith("seq,at,event,recording_sid")
+    assert len(exported.splitlines()) == 4 and "hold_released" in exported
+    assert problems == []
+
+
+def test_a_supervisor_listens_with_a_reason_and_compliance_finds_it_on_the_trail(
+    server: str,
+    browser_page: tuple[Any, list[str]],
+    people: dict[str, int],
+    add_recording: AddRecording,
+    sessions: sessionmaker[Session],
+) -> None:
+    page, problems = browser_page
+    sid = add_recording(content=wav())
+    audio_requests: list[dict[str, str]] = []
+    page.on(
+        "request",
+        lambda request: (
+            audio_requests.append(request.headers) if "/audio/" in request.url else None
+        ),
+    )
+    sign_in(page, server, "boss")
+    page.click("nav >> text=Ieraksti")
+    page.fill("#sid", sid)
+    page.click("#find-form button[type=submit]")
+    page.click(f"tr[data-recording-sid='{sid}'] a")
+    assert page.locator("audio").count() == 0  # no audio before a reason
+    page.fill("#reason", "kvalitātes pārbaude, sūdzība 88")
+    page.select_option("#purpose", "listen")
+    page.click("#access-form button[type=submit]")
+    page.wait_for_selector("#player")
+    # The access is on the record before the browser asked for a byte.
+    assert ("accessed", sid, "boss") in events(sessions)
+    wait_until(page, "document.querySelector('#player').readyState >= 1")
+    duration = page.evaluate("document.querySelector('#player').duration")
+    assert abs(duration - 2.0) < 0.1
+    # Seeking: the browser asks for a range of the same address, answered with 206.
+    page.evaluate("document.querySelector('#player').currentTime = 1.5")
+    wait_until(page, "!document.querySelector('#player').seeking")
+    assert audio_requests, "the browser never fetched the audio"
+    # Browsers fetch media with Range requests: the stream answered them (206) and played.
+    assert any(h.get("range", "").startswith("bytes=") for h in audio_requests)
+    assert page.evaluate("document.querySelector('#player').error") is None
+    no_overflow(page)
+
+    page.click("text=Iziet")
+    page.wait_for_url(server + "/console/login")
+    sign_in(page, server, "audit")
+    page.click("nav >> text=Noklausīšanās")
+    page.fill("#user", "boss")
+    page.click("form.filters button[type=submit]")
+    row = page.locator(f"table.trail tr[data-recording-sid='{sid}']")
+    assert row.count() == 1
+    assert "kvalitātes pārbaude, sūdzība 88" in row.inner_text()
+    assert "klausīšanās" in row.inner_text()
+    no_overflow(page)
     assert problems == []

@@ -26,8 +26,9 @@ from callcenter.accounts import service as accounts
 from callcenter.calls.models import CallbackRequest
 from callcenter.directory import service as directory
 from tests.calls.conftest import MONDAY
-from tests.console.conftest import bearer
+from tests.console.conftest import AddRecording, bearer
 
+OPERATIONS = 15
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -38,7 +39,11 @@ CHECKS = [
 
 
 @pytest.fixture
-def api_schema(app: Flask, people: dict[str, int], sessions: sessionmaker[Session]) -> Any:
+def api_schema(
+    app: Flask, people: dict[str, int], sessions: sessionmaker[Session], add_recording: AddRecording
+) -> Any:
+    add_recording()
+    add_recording(on_hold=True)
     with sessions.begin() as session:
         directory.add_absence(
             session,
@@ -67,6 +72,13 @@ def supervisor_token(sessions: sessionmaker[Session], api_schema: Any) -> str:
     return token
 
 
+@pytest.fixture
+def compliance_token(sessions: sessionmaker[Session], api_schema: Any) -> str:
+    with sessions.begin() as session:
+        _row, token = accounts.create_token(session, "audit", now=datetime(2026, 1, 1, tzinfo=UTC))
+    return token
+
+
 def exercise(api_schema: Any, token: str, examples: int) -> int:
     """Run every operation of the description with generated requests; return how many."""
     operations = 0
@@ -88,15 +100,19 @@ def exercise(api_schema: Any, token: str, examples: int) -> int:
     return operations
 
 
-def test_the_api_answers_as_its_description_says(api_schema: Any, supervisor_token: str) -> None:
-    assert exercise(api_schema, supervisor_token, examples=25) == 7
+def test_the_api_answers_as_its_description_says(
+    api_schema: Any, supervisor_token: str, compliance_token: str
+) -> None:
+    assert exercise(api_schema, supervisor_token, examples=25) == OPERATIONS
+    assert exercise(api_schema, compliance_token, examples=15) == OPERATIONS
 
 
 @pytest.mark.long
 def test_the_api_answers_as_its_description_says_at_length(
-    api_schema: Any, supervisor_token: str
+    api_schema: Any, supervisor_token: str, compliance_token: str
 ) -> None:
-    assert exercise(api_schema, supervisor_token, examples=500) == 7
+    assert exercise(api_schema, supervisor_token, examples=500) == OPERATIONS
+    assert exercise(api_schema, compliance_token, examples=500) == OPERATIONS
 
 
 def test_the_description_is_openapi_3_and_covers_the_contract(app: Flask) -> None:
@@ -113,4 +129,15 @@ def test_the_description_is_openapi_3_and_covers_the_contract(app: Flask) -> Non
         ("GET", "/api/calls"),
         ("GET", "/api/callbacks"),
         ("POST", "/api/callbacks/{request_id}/done"),
+        ("GET", "/api/retention/log"),
+        ("GET", "/api/retention/holds"),
+        ("POST", "/api/retention/holds"),
+        ("DELETE", "/api/retention/holds/{recording_sid}"),
+        ("GET", "/api/retention/upcoming"),
+        ("POST", "/api/retention/verify"),
+        ("POST", "/api/recordings/{recording_sid}/access"),
+        ("GET", "/api/recordings/{recording_sid}/audio/{token}"),
     }
+    assert len(operations) == OPERATIONS
+    audio = document["paths"]["/api/recordings/{recording_sid}/audio/{token}"]["get"]
+    assert audio["security"] == []  # whoever holds the address

@@ -509,8 +509,8 @@ def test_a_download_that_outlives_its_lease_and_the_deletion_leaves_no_copy(
 ) -> None:
     from dateutil.relativedelta import relativedelta
 
+    from callcenter.recordings.verification import verify
     from retention.sweep import sweep
-    from retention.verify import verify
 
     # A recording that falls due while its download is still running, past the lease.
     start = (NOW - relativedelta(months=3) + timedelta(minutes=30)).replace(microsecond=0)

@@ -13,8 +13,8 @@ from callcenter.adapters.storage import LocalStorage
 from callcenter.audit import log as retention_log
 from callcenter.audit import notes
 from callcenter.db import transaction
+from callcenter.recordings import holds
 from callcenter.runtime import Runtime
-from retention import holds
 from retention.sweep import sweep
 from tests.cli import Result
 from tests.cli import run as run_cli

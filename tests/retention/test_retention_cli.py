@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
+from callcenter.recordings import verification as verify_module
 from callcenter.recordings.models import Recording
 from callcenter.runtime import Runtime
 from retention import scheduler
-from retention import verify as verify_module
 from tests.cli import Result
 from tests.cli import run as run_cli
 from tests.fakes.twilio_api import FakeTwilio

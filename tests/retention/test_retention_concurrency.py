@@ -16,10 +16,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from callcenter.recordings.verification import verify
 from callcenter.runtime import Runtime
 from retention import sweep as sweep_module
 from retention.sweep import SweepReport, sweep
-from retention.verify import verify
 from tests.fakes.twilio_api import FakeTwilio
 from tests.retention.conftest import AddRecording, delete_requests, entries, provider_deleted
 

@@ -10,11 +10,11 @@ from sqlalchemy import select
 from callcenter.audit import notes
 from callcenter.audit.models import AuditNote
 from callcenter.db import transaction
+from callcenter.recordings import holds
+from callcenter.recordings import verification as verify_module
 from callcenter.recordings.models import LegalHold, Recording
 from callcenter.recordings.states import ClaimKind
 from callcenter.runtime import Runtime
-from retention import holds
-from retention import verify as verify_module
 from retention.sweep import sweep
 from tests.retention.conftest import AddRecording, entries, reload
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from callcenter.adapters.storage import S3Storage
+from callcenter.recordings.verification import verify
 from callcenter.runtime import Runtime
 from retention.sweep import sweep
-from retention.verify import verify
 from tests.retention.conftest import AddRecording, count_entries, entries, reload
 
 STARTED = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)

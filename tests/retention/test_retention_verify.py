@@ -11,9 +11,9 @@ from sqlalchemy import Engine, text, update
 from callcenter.audit import log as retention_log
 from callcenter.db import transaction
 from callcenter.recordings.models import Recording
+from callcenter.recordings.verification import VerifySummary, verify
 from callcenter.runtime import Runtime
 from retention.sweep import sweep
-from retention.verify import VerifySummary, verify
 from tests.retention.conftest import AddRecording, new_sid
 
 STARTED = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
