@@ -50,6 +50,7 @@ from sqlalchemy import Connection, and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from callcenter import leases
+from callcenter.adapters.twilio_api import CredentialsRefused
 from callcenter.audit import log as retention_log
 from callcenter.audit.events import RetentionEvent
 from callcenter.db import is_postgres, transaction
@@ -420,6 +421,11 @@ def _delete_provider_copies(runtime: Runtime, outcomes: dict[int, _Outcome]) -> 
             continue
         try:
             existed = runtime.twilio.delete_recording(outcome.row.recording_sid)
+        except CredentialsRefused:
+            # A setting problem, not this recording's: stop the run (one line, from the job).
+            # The batch's claims lapse and its `delete_started` entries stand; the next run,
+            # with the token fixed, finishes it.
+            raise
         except Exception as exc:
             log.warning(
                 "retention sweep: Twilio deletion of %s failed: %s",

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from callcenter import leases
+from callcenter.adapters.twilio_api import CredentialsRefused
 from callcenter.db import transaction
 from callcenter.leases import Lease
 from callcenter.recordings.models import Recording
@@ -382,3 +383,22 @@ def test_storage_is_asked_for_at_most_a_chunk_of_keys_at_a_time(
         add_recording(STARTED + timedelta(minutes=minute))
     assert sweep(rt, now=DUE + timedelta(hours=1), batch_size=5).deleted == 5
     assert calls == [2, 2, 1]
+
+
+def test_twilio_refusing_the_token_stops_the_sweep_as_a_setting_problem_and_loses_nothing(
+    rt: Runtime, add_recording: AddRecording, twilio: FakeTwilio
+) -> None:
+    recording = add_recording(STARTED, twilio_copy=True)
+    twilio.auth_token = "rotated-at-twilio"  # ours no longer matches
+    with pytest.raises(CredentialsRefused, match="TWILIO_AUTH_TOKEN"):
+        sweep(rt, now=DUE)
+    # Not logged as this recording's failure: the run stopped on the setting.
+    assert entries(rt.sessions, "delete_failed") == []
+    assert [e.event for e in entries(rt.sessions) if e.recording_sid] == [
+        "stored",
+        "delete_started",
+    ]
+    twilio.auth_token = rt.settings.twilio_auth_token or ""
+    later = sweep(rt, now=DUE + sweep_module.CLAIM_TTL + SECOND)
+    assert later.deleted == 1
+    assert provider_deleted(twilio) == {recording.recording_sid}
