@@ -285,7 +285,9 @@ def main() -> None:
         ["absence", "add", "jberzins", "--start", (now - timedelta(days=1)).isoformat(),
          "--end", (now + timedelta(days=1)).isoformat(), "--substitute", "lozola"],
     ):  # fmt: skip
-        subprocess.run([*cc, *command], env=env, check=True, capture_output=True)
+        done = subprocess.run([*cc, *command], env=env, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"{' '.join(command)}: {done.stderr.strip()}")
 
     maker = Requests()
     script = work / "webhooks.lua"
