@@ -30,7 +30,7 @@ ATTRIBUTE = "access"
 
 @dataclass(frozen=True)
 class Access:
-    kind: Literal["public", "twilio-signed", "roles"]
+    kind: Literal["public", "twilio-signed", "bearer-token", "roles"]
     roles: frozenset[str] = frozenset()
 
     def admits(self, role: str) -> bool:
@@ -39,6 +39,8 @@ class Access:
 
 PUBLIC = Access("public")
 TWILIO_SIGNED = Access("twilio-signed")
+# A route that checks a bearer token of its own setting (/metrics: METRICS_TOKEN).
+BEARER_TOKEN = Access("bearer-token")
 SIGNED_IN = frozenset(ROLES)
 
 
@@ -67,6 +69,11 @@ def public(view: F) -> F:
 def twilio_signed(view: F) -> F:
     """Declare a webhook: anyone may call it, and the view refuses unsigned requests (403)."""
     return _mark(view, TWILIO_SIGNED)
+
+
+def bearer_token(view: F) -> F:
+    """Declare a route that checks its own bearer token: without it, the view answers 401."""
+    return _mark(view, BEARER_TOKEN)
 
 
 def declare(app: Flask, endpoint: str, access: Access) -> None:
