@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, abort, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client import multiprocess as prometheus_multiprocess
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import case, func, select
@@ -402,4 +403,6 @@ def install(app: Flask, runtime: Runtime) -> None:
                 mimetype="text/plain",
                 headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
             )
-        return Response(generate_latest(registry), status=200, content_type=CONTENT_TYPE_LATEST)
+        # The text format (0.0.4) unless the scraper asks for OpenMetrics or a newer text.
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return Response(encode(registry), status=200, content_type=content_type)
