@@ -4,11 +4,13 @@ route and status class, and a scrape that survives a database out of reach."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from flask import Flask
 from sqlalchemy import Engine
 
+from callcenter import gunicorn_config, metrics
 from callcenter.app import create_app
 from callcenter.runtime import Runtime
 from callcenter.settings import Settings, SettingsError, load
@@ -111,3 +113,35 @@ def test_a_database_out_of_reach_is_reported_not_hung(env: dict[str, str], tmp_p
     assert value(found, "callcenter_database_up") == 0
     assert "callcenter_webhook_duration_seconds" in found
     runtime.close()
+
+
+def test_a_multiprocess_directory_that_cannot_take_files_stops_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(blocker / "prometheus"))
+    with pytest.raises(SettingsError, match="PROMETHEUS_MULTIPROC_DIR"):
+        metrics.check_multiprocess_dir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "new" / "prometheus"))
+    metrics.check_multiprocess_dir()
+    assert (tmp_path / "new" / "prometheus").is_dir()
+
+
+def test_gunicorn_resets_the_directory_at_start_and_marks_dead_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    for name in ("histogram_11.db", "counter_11.db", "gauge_livesum_12.db", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    gunicorn_config.on_starting(None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    for name in ("histogram_12.db", "gauge_livesum_12.db", "gauge_all_12.db"):
+        (tmp_path / name).write_bytes(b"")
+    gunicorn_config.child_exit(None, SimpleNamespace(pid=12))
+    # A dead worker's live gauges go; its totals stay in the sums.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "gauge_all_12.db",
+        "histogram_12.db",
+        "notes.txt",
+    ]
