@@ -14,6 +14,7 @@ share one. Past `timeout`, a silent connection is closed (`keepalive` bounds idl
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -66,6 +67,12 @@ util.write_error = _plain_error
 def on_starting(server: object) -> None:
     # PROMETHEUS_MULTIPROC_DIR: an earlier server's samples are not this one's.
     metrics.reset_multiprocess_dir()
+    if workers > 1 and metrics.multiprocess_dir() is None and os.environ.get("METRICS_TOKEN"):
+        logging.getLogger(__name__).warning(
+            "METRICS_TOKEN is set but PROMETHEUS_MULTIPROC_DIR is not: "
+            "each scrape of /metrics sees one of the %d workers",
+            workers,
+        )
 
 
 def child_exit(server: object, worker: Any) -> None:
