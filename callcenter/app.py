@@ -10,7 +10,7 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
 import console
-from callcenter import health
+from callcenter import health, metrics
 from callcenter import settings as settings_module
 from callcenter.db import deadline
 from callcenter.runtime import EXTENSION, WEB_BOUNDS, Runtime
@@ -86,4 +86,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         response.status_code = exc.code or 500
         return response
 
+    metrics.install(app, runtime)
     return app

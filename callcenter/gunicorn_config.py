@@ -14,11 +14,13 @@ share one. Past `timeout`, a silent connection is closed (`keepalive` bounds idl
 
 from __future__ import annotations
 
+import logging
 import os
+from typing import Any
 
 from gunicorn import util
 
-from callcenter import logs
+from callcenter import logs, metrics
 
 
 def _int(name: str, default: int) -> int:
@@ -60,3 +62,18 @@ def _plain_error(sock: object, status_int: int, reason: str, mesg: str) -> None:
 
 
 util.write_error = _plain_error
+
+
+def on_starting(server: object) -> None:
+    # PROMETHEUS_MULTIPROC_DIR: an earlier server's samples are not this one's.
+    metrics.reset_multiprocess_dir()
+    if workers > 1 and metrics.multiprocess_dir() is None and os.environ.get("METRICS_TOKEN"):
+        logging.getLogger(__name__).warning(
+            "METRICS_TOKEN is set but PROMETHEUS_MULTIPROC_DIR is not: "
+            "each scrape of /metrics sees one of the %d workers",
+            workers,
+        )
+
+
+def child_exit(server: object, worker: Any) -> None:
+    metrics.worker_exited(worker.pid)

@@ -114,6 +114,8 @@ class Settings:
     development: bool = False
     # Whether the console's session cookie is marked Secure (sent over https only).
     secure_cookies: bool = True
+    # The bearer token /metrics asks for; without it /metrics answers 404.
+    metrics_token: str | None = None
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -266,6 +268,27 @@ def _e164(name: str, raw: str) -> str:
     if not phonenumbers.is_valid_number(parsed):
         raise SettingsError(name, f"is not a valid phone number: {raw!r}")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+# A token guessable in fewer tries than a UUID's is refused at start.
+MIN_METRICS_TOKEN_CHARS = 24
+
+
+def _metrics_token(env: Mapping[str, str]) -> str | None:
+    token = _text(env, "METRICS_TOKEN")
+    usable = token is None or (
+        len(token) >= MIN_METRICS_TOKEN_CHARS
+        and token.isascii()
+        and token.isprintable()
+        and not any(c.isspace() for c in token)
+    )
+    if not usable:
+        raise SettingsError(
+            "METRICS_TOKEN",
+            f"must be at least {MIN_METRICS_TOKEN_CHARS} printable ASCII characters, no spaces "
+            "(`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)",
+        )
+    return token
 
 
 def _setting_suffix(language: str) -> str:
@@ -451,6 +474,7 @@ def load(env: Mapping[str, str] | None = None, *, development: bool = False) -> 
         log_format=_choice(env, "LOG_FORMAT", ("text", "json"), "text"),
         development=development,
         secure_cookies=_bool(env, "CONSOLE_SECURE_COOKIES", secure_default),
+        metrics_token=_metrics_token(env),
     )
 
 

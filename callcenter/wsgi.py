@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from callcenter import health, logs
+from callcenter import health, logs, metrics
 from callcenter import settings as settings_module
 from callcenter.app import create_app
 from callcenter.runtime import WEB_BOUNDS, Runtime
@@ -17,6 +17,7 @@ from callcenter.settings import SettingsError
 try:
     _settings = settings_module.for_web(settings_module.load())
     logs.configure(_settings.log_format)
+    metrics.check_multiprocess_dir()
     _runtime = Runtime(_settings, bounds=WEB_BOUNDS)
     health.check_at_start(_runtime)
     app = create_app(runtime=_runtime)

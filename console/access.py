@@ -31,7 +31,7 @@ ATTRIBUTE = "access"
 
 @dataclass(frozen=True)
 class Access:
-    kind: Literal["public", "twilio-signed", "signed-address", "roles"]
+    kind: Literal["public", "twilio-signed", "signed-address", "bearer-token", "roles"]
     roles: frozenset[str] = frozenset()
 
     def admits(self, role: str) -> bool:
@@ -41,6 +41,8 @@ class Access:
 PUBLIC = Access("public")
 TWILIO_SIGNED = Access("twilio-signed")
 SIGNED_ADDRESS = Access("signed-address")
+# A route that checks a bearer token of its own setting (/metrics: METRICS_TOKEN).
+BEARER_TOKEN = Access("bearer-token")
 SIGNED_IN = frozenset(ROLES)
 
 
@@ -74,6 +76,11 @@ def twilio_signed(view: F) -> F:
 def signed_address(view: F) -> F:
     """Declare a view reached by a signed address: the view refuses a bad or stale one (403)."""
     return _mark(view, SIGNED_ADDRESS)
+
+
+def bearer_token(view: F) -> F:
+    """Declare a route that checks its own bearer token: without it, the view answers 401."""
+    return _mark(view, BEARER_TOKEN)
 
 
 def declare(app: Flask, endpoint: str, access: Access) -> None:

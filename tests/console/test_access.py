@@ -137,6 +137,7 @@ def test_every_route_declares_its_access(app: Flask) -> None:
     kinds = {rule.rule: access.rule_for(app, rule.endpoint) for rule in app.url_map.iter_rules()}
     assert kinds["/twilio/voice"] == access.TWILIO_SIGNED
     assert kinds["/healthz"] == access.PUBLIC
+    assert kinds["/metrics"] == access.BEARER_TOKEN
     assert kinds["/api/openapi.json"] == access.PUBLIC
     assert kinds["/console/users"] == access.Access("roles", frozenset({"admin"}))
     audio = "/api/recordings/<recording_sid>/audio/<token>"
