@@ -345,6 +345,8 @@ class S3Storage:
         if kms_key_id:
             self._extra["SSEKMSKeyId"] = kms_key_id
         if client is None:
+            # botocore and boto3 are imported when S3 is used (not to dodge a cycle): they cost
+            # every command a third of a second at start, and local storage needs neither.
             from botocore.config import Config
 
             # Built once: the client is thread-safe and keeps its connections. boto3 reads

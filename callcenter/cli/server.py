@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -12,9 +13,11 @@ from urllib.parse import urlsplit
 
 import click
 import requests
+from werkzeug.serving import make_server
 
 from callcenter import health, migrate, phones, sample
 from callcenter import settings as settings_module
+from callcenter.app import create_app
 from callcenter.cli.common import CliError, now, runtime
 from callcenter.db import ensure_sqlite_directory
 from callcenter.runtime import Runtime
@@ -120,12 +123,6 @@ def serve(port: int, demo: bool, with_scheduler: bool, force: bool) -> None:
     staff and calls, so it refuses, unless --force, a PUBLIC_BASE_URL that is not loopback and
     a database whose directory holds anyone or any line the sample did not put there.
     """
-    import logging
-
-    from werkzeug.serving import make_server
-
-    from callcenter.app import create_app
-
     # The conversation is the point of the demo; per-request and migration lines drown it.
     for name in ("werkzeug", "alembic", "webhooks"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -13,9 +13,9 @@ from sqlalchemy import update
 from callcenter import leases
 from callcenter.app import create_app
 from callcenter.db import transaction
+from callcenter.recordings import verification as verify
 from callcenter.recordings.models import Recording
 from callcenter.runtime import Runtime
-from retention import verify
 from retention.sweep import sweep
 from tests.fakes.twilio_api import FakeTwilio
 from tests.retention.conftest import AddRecording
