@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -43,6 +42,7 @@ from webhook_throughput import (
     database,
     drop,
     free_port,
+    prepare,
     serve,
     wait_up,
 )
@@ -135,19 +135,7 @@ def main() -> None:
            "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_BASE_URL": PUBLIC,
            "SECRET_KEY": "bench-" + uuid.uuid4().hex, "WEB_CONCURRENCY": str(args.workers),
            "PYTHONPATH": f"{ROOT}:{work}", "LOG_LEVEL": "WARNING"}  # fmt: skip
-    cc = [sys.executable, "-m", "callcenter"]
-    now = datetime.now(UTC)
-    for command in (
-        ["db", "upgrade"],
-        ["staff", "add", "jberzins", "--name", "Jānis Bērziņš", "--phone", "20000001"],
-        ["staff", "add", "lozola", "--name", "Līga Ozola", "--phone", "20000002"],
-        ["line", "add", LINE, "--target", "staff:jberzins", "--hours", "always"],
-        ["absence", "add", "jberzins", "--start", (now - timedelta(days=1)).isoformat(),
-         "--end", (now + timedelta(days=1)).isoformat(), "--substitute", "lozola"],
-    ):  # fmt: skip
-        done = subprocess.run([*cc, *command], env=env, capture_output=True, text=True)
-        if done.returncode:
-            raise SystemExit(f"{' '.join(command)}: {done.stderr.strip()}")
+    prepare(env)
 
     port = free_port()
     server = serve("callcenter.wsgi:app", env, work, port)
