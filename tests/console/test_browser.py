@@ -149,12 +149,15 @@ def test_staff_add_an_absence_the_call_reaches_the_substitute_the_supervisor_clo
     sign_in(page, server, "boss")
     page.goto(server + "/console/calls?day=2026-03-02")
     row = page.locator(f"tr[data-call-sid='{call.call_sid}']")
+    row.wait_for()
     assert row.count() == 1
     assert "staff:lozola" in row.inner_text()
     no_overflow(page)
 
     page.click("text=Atzvanīšana")
     item = page.locator("li.callback").first
+    # A click starts the navigation and returns: wait for the new page's content.
+    item.wait_for()
     assert item.locator("a[href^='tel:']").count() == 1
     item.locator("input[name=note]").fill("atzvanīju, jautājums atrisināts")
     item.locator("button[type=submit]").click()
@@ -268,6 +271,7 @@ def test_a_supervisor_listens_with_a_reason_and_compliance_finds_it_on_the_trail
     page.fill("#sid", sid)
     page.click("#find-form button[type=submit]")
     page.click(f"tr[data-recording-sid='{sid}'] a")
+    page.wait_for_selector("#access-form")
     assert page.locator("audio").count() == 0  # no audio before a reason
     page.fill("#reason", "kvalitātes pārbaude, sūdzība 88")
     page.select_option("#purpose", "listen")
@@ -293,7 +297,9 @@ def test_a_supervisor_listens_with_a_reason_and_compliance_finds_it_on_the_trail
     page.click("nav >> text=Noklausīšanās")
     page.fill("#user", "boss")
     page.click("form.filters button[type=submit]")
+    page.wait_for_url("**/console/retention/access?user=boss*")
     row = page.locator(f"table.trail tr[data-recording-sid='{sid}']")
+    row.wait_for()
     assert row.count() == 1
     assert "kvalitātes pārbaude, sūdzība 88" in row.inner_text()
     assert "klausīšanās" in row.inner_text()
