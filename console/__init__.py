@@ -32,6 +32,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     auth.init_app(app)
     csrf.init_app(app)
     app.before_request(access.enforce)
+    app.before_request(security.refuse_nul)
     app.context_processor(lambda: {"lang": i18n.current()})
     app.register_blueprint(pages_bp)
     app.register_blueprint(compliance_bp)

@@ -91,6 +91,8 @@ def _text(data: dict[str, Any], name: str, *, required: bool) -> str | None:
         return None
     if not isinstance(value, str):
         raise ApiError(422, f"{name} must be a string")
+    if "\x00" in value:
+        raise ApiError(422, f"{name} must not hold a NUL character")
     return value
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Flask, Response, request
+from flask import Flask, Response, abort, request
 from flask_wtf.csrf import CSRFProtect
 
 from callcenter.settings import Settings
@@ -55,3 +55,21 @@ def init_app(app: Flask, settings: Settings) -> None:
         WTF_CSRF_SSL_STRICT=settings.secure_cookies,
     )
     app.after_request(add_headers)
+
+
+def refuse_nul() -> None:
+    """Refuse a console or API request whose query or form holds a NUL character (400).
+
+    No text the console stores or looks up can hold one (PostgreSQL refuses it in any text),
+    so it is a bad request here rather than a database error later.
+    """
+    if not request.path.startswith(("/console", "/api/")):
+        return
+    values = list(request.args.values())
+    if request.method == "POST" and request.mimetype in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        values += list(request.form.values())
+    if any("\x00" in value for value in values):
+        abort(400, "a parameter holds a NUL character")
