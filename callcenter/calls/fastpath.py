@@ -1,7 +1,7 @@
 """The path every call takes, kept fast: one module that owns all of its caches.
 
 `/twilio/voice` answers every call, and the service's own work there is measured against a
-bare Flask app (benchmarks/voice_throughput.py). The domain decides a call from plain,
+bare Flask app (benchmarks/webhook_throughput.py). The domain decides a call from plain,
 immutable values (`intake.decide`); this module keeps what is costly to redo and safe to keep:
 
 - the directory snapshot (`DirectoryCache`, checked by one number per call);
