@@ -54,6 +54,7 @@ from callcenter.adapters.twilio_api import CredentialsRefused
 from callcenter.audit import log as retention_log
 from callcenter.audit.events import RetentionEvent
 from callcenter.db import is_postgres, transaction
+from callcenter.recordings.claims import UNCLAIMED
 from callcenter.recordings.models import Recording
 from callcenter.recordings.policy import media_key
 from callcenter.recordings.states import ClaimKind, RecordingStatus
@@ -462,9 +463,7 @@ def _finalise(
             error = "; ".join(outcome.errors)[:MAX_ERROR_CHARS]
             values: dict[str, Any] = {
                 "last_error": error,
-                "claimed_by": None,
-                "claim_kind": None,
-                "claimed_until": None,
+                **UNCLAIMED,
             }
             if outcome.provider_deleted_now:
                 # Twilio's copy went even though another copy did not: remember it, so the
@@ -512,9 +511,7 @@ def _finalise(
                         deleted_at=at,
                         # Every copy is gone, Twilio's included, whether now or earlier.
                         provider_deleted_at=func.coalesce(Recording.provider_deleted_at, at),
-                        claimed_by=None,
-                        claim_kind=None,
-                        claimed_until=None,
+                        **UNCLAIMED,
                         last_error=None,
                     )
                     .returning(Recording.id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,17 +15,11 @@ import pytest
 import requests
 
 from tests.fakes.twilio_api import FakeTwilio, fake_twilio
+from tests.processes import free_port, procfile_web, venv_command
 
 __all__ = ["fake_twilio"]
-from tests.processes import venv_command
 
 CALLCENTER = [sys.executable, "-m", "callcenter"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -49,33 +42,9 @@ def cli(process_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[
 
 @pytest.fixture
 def web(process_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    log = (tmp_path / "gunicorn.log").open("w")
-    # The Procfile's own web command, on loopback.
-    command = venv_command("web") + f" --bind 127.0.0.1:{port}"
-    server = subprocess.Popen(
-        ["bash", "-c", f"exec {command}"],
-        env={**process_env, "PORT": str(port), "WEB_CONCURRENCY": "2"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(base + "/healthz", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError((tmp_path / "gunicorn.log").read_text())
-            time.sleep(0.1)
+    # The Procfile's own web command, on loopback, until /healthz answers.
+    with procfile_web(process_env, tmp_path / "gunicorn.log") as base:
         yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
-        log.close()
 
 
 def test_a_whole_call_through_gunicorn_and_the_cli(process_env: dict[str, str], web: str) -> None:

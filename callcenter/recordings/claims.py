@@ -20,6 +20,10 @@ from callcenter.recordings.states import ClaimKind, RecordingStatus
 
 ACTOR = "ingest"
 
+# The columns that say a row is free again: who held it, what kind of claim, until when. Every
+# release, ingestion's and the sweep's, writes all three.
+UNCLAIMED: dict[str, None] = {"claimed_by": None, "claim_kind": None, "claimed_until": None}
+
 
 log = logging.getLogger(__name__)
 
@@ -202,9 +206,7 @@ def mark_provider_deleted(
         .where(_ours(claimed), Recording.provider_deleted_at.is_(None))
         .values(
             provider_deleted_at=now,
-            claimed_by=None,
-            claim_kind=None,
-            claimed_until=None,
+            **UNCLAIMED,
             next_attempt_at=None,
             last_error=None,
         )
@@ -244,9 +246,7 @@ def mark_failed(
             attempts=claimed.attempts,
             last_error=error[:500],
             next_attempt_at=now + policy.backoff(claimed.attempts),
-            claimed_by=None,
-            claim_kind=None,
-            claimed_until=None,
+            **UNCLAIMED,
         )
         .returning(Recording.id)
         .execution_options(synchronize_session=False)
@@ -280,6 +280,6 @@ def release(session: Session, claimed: Claim) -> None:
     session.execute(
         update(Recording)
         .where(_ours(claimed))
-        .values(claimed_by=None, claim_kind=None, claimed_until=None)
+        .values(**UNCLAIMED)
         .execution_options(synchronize_session=False)
     )
