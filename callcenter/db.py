@@ -6,15 +6,17 @@ import contextlib
 import fcntl
 import json
 import os
+import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -23,6 +25,7 @@ from psycopg.adapt import AdaptersMap
 from psycopg.conninfo import conninfo_attempts, conninfo_to_dict, make_conninfo
 from sqlalchemy import BigInteger, DateTime, Engine, Integer, Text, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -65,6 +68,11 @@ def deadline(seconds: float) -> Iterator[None]:
         yield
     finally:
         _deadline.reset(token)
+
+
+def current_deadline() -> float | None:
+    """When the running `deadline()` ends (time.monotonic()), or None outside one."""
+    return _deadline.get()
 
 
 def _remaining(bound: float | None) -> float | None:
@@ -440,3 +448,140 @@ def is_postgres(session_or_engine: Session | Engine) -> bool:
         else session_or_engine
     )
     return bind.dialect.name == "postgresql"
+
+
+W = TypeVar("W")
+R = TypeVar("R")
+
+# How many writes one commit carries at most (a handful, in practice: the threads waiting).
+GROUP_COMMIT_MAX = 32
+
+
+class _Queued(Generic[W, R]):
+    """One thread's write, waiting in a GroupCommit until a commit carries it."""
+
+    __slots__ = ("error", "result", "state", "woken", "work")
+
+    QUEUED, LEAD, TAKEN, DONE = range(4)
+
+    def __init__(self, work: Callable[[W], R]) -> None:
+        self.work = work
+        self.state = self.QUEUED
+        self.woken = threading.Event()
+        self.result: R | None = None
+        self.error: BaseException | None = None
+
+
+def _the_database(exc: BaseException) -> bool:
+    """Whether a failure is the database's (unreachable, too slow, locked), not one write's."""
+    if isinstance(exc, DatabaseTimeout | psycopg.OperationalError | sqlite3.OperationalError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or (exc.orig is not None and _the_database(exc.orig))
+    return False
+
+
+def _out_of_time() -> bool:
+    at = _deadline.get()
+    return at is not None and time.monotonic() >= at
+
+
+class GroupCommit(Generic[W]):
+    """The writes of this process's threads committed together: one transaction, one commit.
+
+    On SQLite every write takes the one write lock (WriterGate, across processes) and each
+    commit writes the WAL; on PostgreSQL each commit is a round trip and a WAL flush. Threads
+    that write at once queue here; the first becomes the leader, runs the queued writes one
+    after the other in one transaction of its own (`begin()`), commits once, and hands each
+    its result. No write is answered before the commit that carries it has succeeded: nothing
+    is acknowledged that a crash could lose. Writes must be work on the database alone (they
+    may run again): a write that raises rolls the batch back, and each of that batch's writes
+    then runs in a transaction of its own, so that one bad write fails only its own request.
+
+    Under a running `deadline()` a write still queued when its time is up leaves the queue
+    (DatabaseTimeout); the leader is the oldest write, so its deadline bounds the batch's
+    waits before anyone else's runs out.
+    """
+
+    def __init__(self, begin: Callable[[], AbstractContextManager[W]]) -> None:
+        self._begin = begin
+        self._lock = threading.Lock()
+        self._queue: deque[_Queued[W, Any]] = deque()
+        self._leading = False
+
+    def run(self, work: Callable[[W], R]) -> R:
+        """Run `work(transaction)` in a transaction that has committed when this returns."""
+        item: _Queued[W, R] = _Queued(work)
+        with self._lock:
+            if not self._leading:
+                self._leading = True
+                item.state = _Queued.LEAD
+            else:
+                self._queue.append(item)
+        while item.state != _Queued.LEAD:
+            at = _deadline.get()
+            item.woken.wait(None if at is None else max(at - time.monotonic(), 0))
+            with self._lock:
+                if item.state == _Queued.DONE:
+                    break
+                if item.state == _Queued.QUEUED and at is not None and time.monotonic() >= at:
+                    self._queue.remove(item)
+                    raise DatabaseTimeout("the queue of database writers did not move in time")
+                if item.state == _Queued.LEAD and at is not None and time.monotonic() >= at:
+                    # Out of time before leading: the next write leads instead.
+                    self._hand_on()
+                    raise DatabaseTimeout("the queue of database writers did not move in time")
+                item.woken.clear()
+        if item.state == _Queued.LEAD:
+            self._lead(item)
+        if item.error is not None:
+            raise item.error
+        return cast(R, item.result)
+
+    def _hand_on(self) -> None:
+        """Make the oldest queued write the next leader (the caller holds the lock)."""
+        if self._queue:
+            head = self._queue.popleft()
+            head.state = _Queued.LEAD
+            head.woken.set()
+        else:
+            self._leading = False
+
+    def _lead(self, own: _Queued[W, Any]) -> None:
+        batch = [own]
+        try:
+            with self._lock:
+                while self._queue and len(batch) < GROUP_COMMIT_MAX:
+                    taken = self._queue.popleft()
+                    taken.state = _Queued.TAKEN
+                    batch.append(taken)
+            self._commit(batch)
+        finally:
+            with self._lock:
+                for item in batch:
+                    item.state = _Queued.DONE
+                    item.woken.set()
+                self._hand_on()
+
+    def _commit(self, batch: list[_Queued[W, Any]]) -> None:
+        if len(batch) > 1:
+            try:
+                with self._begin() as transaction:
+                    results = [item.work(transaction) for item in batch]
+            except Exception as exc:
+                if _the_database(exc) or _out_of_time():
+                    # The database failed, not one write: every write of the batch hears so.
+                    for item in batch:
+                        item.error = exc
+                    return
+                # One write raised: each is tried again on its own, below.
+            else:
+                for item, result in zip(batch, results, strict=True):
+                    item.result = result
+                return
+        for item in batch:
+            try:
+                with self._begin() as transaction:
+                    item.result = item.work(transaction)
+            except BaseException as exc:  # handed to the thread whose write it was
+                item.error = exc

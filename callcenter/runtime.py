@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,8 +16,10 @@ from callcenter.adapters.storage import Storage, open_storage
 from callcenter.adapters.twilio_api import TwilioApi
 from callcenter.db import (
     Bounds,
+    GroupCommit,
     PinnedConnections,
     WriterGate,
+    current_deadline,
     make_engine,
     make_sessionmaker,
     utcnow,
@@ -28,6 +30,8 @@ from callcenter.settings import Settings
 
 # Where the web app keeps its runtime (`app.extensions[EXTENSION]`).
 EXTENSION = "callcenter.runtime"
+
+R = TypeVar("R")
 
 # The web process's other routes (status and recording callbacks, /healthz): Twilio waits 15 s
 # and retries, but a thread stuck on a database that never answers is a thread no call gets.
@@ -50,6 +54,8 @@ class Runtime:
     clock: Callable[[], datetime] = field(default=utcnow, repr=False)
     # The bounds of `engine`'s waits: the web process's (WEB_BOUNDS); none for commands.
     bounds: Bounds | None = None
+    _writes: dict[tuple[bool, bool], GroupCommit[Session]] = field(default_factory=dict, repr=False)
+    _writes_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @staticmethod
     def of(app: Any) -> Runtime:
@@ -91,12 +97,30 @@ class Runtime:
         """This process's kept connections, for the write every call makes."""
         return PinnedConnections(self.voice_engine, self.gate)
 
-    def writing(self, *, voice: bool = False) -> AbstractContextManager[Session]:
-        """A webhook's write transaction, in the writers' queue (db.write_transaction).
+    def write(self, work: Callable[[Session], R], *, voice: bool = False) -> R:
+        """Run a webhook's write, committed with the writes of other threads at that moment.
 
-        `voice`: on the voice engine, whose every wait ends well within a second.
+        `work(session)` must touch nothing but the session (it may run again; see
+        db.GroupCommit) and nothing of the Flask request (another thread may run it); its
+        result is returned once the commit carrying it has succeeded. `voice`: on the voice
+        engine, whose every wait ends well within a second. Writes under a running deadline
+        and writes without one are committed apart, so that no bounded write waits on an
+        unbounded one.
         """
-        return write_transaction(self.voice_sessions if voice else self.sessions, self.gate)
+        key = (voice, current_deadline() is not None)
+        writes = self._writes.get(key)
+        if writes is None:
+            factory = self.voice_sessions if voice else self.sessions
+            with self._writes_lock:
+                writes = self._writes.setdefault(
+                    key, GroupCommit(lambda: write_transaction(factory, self.gate))
+                )
+        return writes.run(work)
+
+    @cached_property
+    def call_writes(self) -> GroupCommit[Any]:
+        """The voice route's writes on this process's kept connections (a DB-API cursor)."""
+        return GroupCommit(self.pinned.transaction)
 
     @cached_property
     def directory(self) -> DirectoryCache:

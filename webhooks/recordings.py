@@ -13,11 +13,13 @@ from datetime import datetime
 
 from flask import Blueprint, Response, abort, request
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
 from callcenter import logs
 from callcenter.adapters.twilio_api import RECORDING_SID
 from callcenter.calls import outage
+from callcenter.db import DatabaseTimeout
 from callcenter.recordings.callback import RecordingCallback, check_start_time, record_callback
 from callcenter.twilio_values import CALL_SID, parse_twilio_time
 from webhooks import paths
@@ -113,19 +115,22 @@ def recording_status() -> Response:
         callback = parse_callback(form, received_at=now)
     except (MissingField, BadField) as exc:
         return _bad_request(str(exc))
+
+    def work(session: Session) -> None:
+        # A call answered by the fallback while the database was out of reach has no row
+        # yet: written now, so its recording belongs to a call in the log.
+        outage.record_unknown_call(
+            session,
+            call_sid=callback.call_sid,
+            from_number="",
+            to_number="",
+            started_at=callback.started_at,
+        )
+        record_callback(session, callback, runtime.settings, now=now)
+
     try:
-        with runtime.writing() as session:
-            # A call answered by the fallback while the database was out of reach has no
-            # row yet: written now, so its recording belongs to a call in the log.
-            outage.record_unknown_call(
-                session,
-                call_sid=callback.call_sid,
-                from_number="",
-                to_number="",
-                started_at=callback.started_at,
-            )
-            record_callback(session, callback, runtime.settings, now=now)
-    except SQLAlchemyError as exc:
+        runtime.write(work)
+    except (SQLAlchemyError, DatabaseTimeout) as exc:
         # Twilio retries a 5xx; reconciliation catches what is lost beyond that.
         log.error(
             "recording-status for %s could not be stored: %s",

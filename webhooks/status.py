@@ -66,9 +66,13 @@ def status() -> Response:
         return _plain(str(exc), 400)
     runtime = current_runtime()
 
+    now = runtime.now()
+
     def work() -> str:
-        with runtime.writing() as session:
-            return outcomes.record_status(session, runtime.settings, event, now=runtime.now())
+        # Committed with the other threads' events of the moment (db.GroupCommit).
+        return runtime.write(
+            lambda session: outcomes.record_status(session, runtime.settings, event, now=now)
+        )
 
     try:
         result = with_retries(work)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
+from sqlalchemy.orm import Session
 from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.exceptions import HTTPException
 
@@ -115,15 +117,18 @@ def voice() -> bytes:
     """A call arrives: the notice, then the dial; or the hours and a callback offer."""
     form = require(request.form, "CallSid", "From", "To")
     runtime = current_runtime()
-    # This thread's kept connection, not an ORM session: this is the path every call takes.
-    with runtime.pinned.transaction() as cursor:
-        started = _voice_path().start_call(
+    path, now = _voice_path(), runtime.now()
+    # Kept connections, not an ORM session: this is the path every call takes. Calls arriving
+    # together are committed together (db.GroupCommit).
+    started = runtime.call_writes.run(
+        lambda cursor: path.start_call(
             cursor,
             call_sid=form["CallSid"],
             from_number=form["From"],
             to_number=form["To"],
-            now=runtime.now(),
+            now=now,
         )
+    )
     if log.isEnabledFor(logging.DEBUG):
         # DEBUG: the call row holds all of this; a line per call costs a write per call.
         log.debug(
@@ -166,26 +171,27 @@ def dial_complete() -> VoiceResponse:
     """A dial ended: done if answered; otherwise the next target, then a callback offer."""
     form = require(request.form, "CallSid", "DialCallStatus")
     runtime = current_runtime()
-    with runtime.writing(voice=True) as session:
+    fields, now = request.form.to_dict(flat=True), runtime.now()
+
+    def work(session: Session) -> calls.Answer | bool | None:
         call = calls.find_call(session, form["CallSid"])
         if call is None:
-            log.warning("dial-complete for unknown call %s", form["CallSid"])
-            return twiml.callback_offer(
-                runtime.settings,
-                [speech.NOBODY_AVAILABLE],
-                caller_withheld=phones.is_withheld(request.form.get("From")),
-            )
+            return False
         # Answered, or the caller gone: None. Else the next step, or the callback offer.
-        answer = outcomes.dial_ended(
-            session,
-            runtime.settings,
-            call,
-            request.form.to_dict(flat=True),
-            now=runtime.now(),
-            cache=runtime.directory,
+        return outcomes.dial_ended(
+            session, runtime.settings, call, fields, now=now, cache=runtime.directory
         )
-        if answer is None:
-            return twiml.hang_up()
+
+    answer = runtime.write(work, voice=True)
+    if answer is False:
+        log.warning("dial-complete for unknown call %s", form["CallSid"])
+        return twiml.callback_offer(
+            runtime.settings,
+            [speech.NOBODY_AVAILABLE],
+            caller_withheld=phones.is_withheld(request.form.get("From")),
+        )
+    if answer is None or answer is True:  # True: never returned; for the type checker
+        return twiml.hang_up()
     return _render(runtime.settings, answer, first_contact=False)
 
 
@@ -204,15 +210,17 @@ def fallback_dial_complete() -> VoiceResponse:
     form = require(request.form, "CallSid", "DialCallStatus")
     runtime = current_runtime()
     status = form["DialCallStatus"].strip().lower()
-    with runtime.writing() as session:
+    fields, now = request.form.to_dict(flat=True), runtime.now()
+
+    def work(session: Session) -> bool:
         call = calls.find_call(session, form["CallSid"])
-        if call is None:
-            # The voice route failed before writing the row: there is nothing to log it on.
-            log.warning("fallback dial-complete for unknown call %s", form["CallSid"])
-        else:
-            outcomes.fallback_dial_ended(
-                session, runtime.settings, call, request.form.to_dict(flat=True), now=runtime.now()
-            )
+        if call is not None:
+            outcomes.fallback_dial_ended(session, runtime.settings, call, fields, now=now)
+        return call is not None
+
+    if not runtime.write(work):
+        # The voice route failed before writing the row: there is nothing to log it on.
+        log.warning("fallback dial-complete for unknown call %s", form["CallSid"])
     if status == "canceled" or request.form.get("CallStatus") == "completed":
         return twiml.hang_up()
     return twiml.fallback_ended(runtime.settings, answered=status in outcomes.DIAL_ANSWERED)
@@ -228,8 +236,8 @@ def survey_answer() -> VoiceResponse:
     rating = survey.parse_answer(request.form.get("Digits"))
     if rating is None:
         return twiml.say_and_hang_up(runtime.settings, speech.GOODBYE)
-    with runtime.writing() as session:
-        stored = survey.record_answer(session, form["CallSid"], rating)
+    call_sid = form["CallSid"]
+    stored = runtime.write(lambda session: survey.record_answer(session, call_sid, rating))
     if not stored:
         log.warning("survey answer for call %s, which was not answered here", form["CallSid"])
     return twiml.say_and_hang_up(runtime.settings, speech.SURVEY_THANKS)
@@ -253,10 +261,10 @@ def whisper() -> VoiceResponse:
     if digits is not None:
         if digits.strip() != "1":
             return twiml.whisper_declined(settings)
-        with runtime.writing() as session:
-            known = outcomes.record_accept(
-                session, settings, request.form.to_dict(flat=True), now=runtime.now()
-            )
+        fields, now = request.form.to_dict(flat=True), runtime.now()
+        known = runtime.write(
+            lambda session: outcomes.record_accept(session, settings, fields, now=now)
+        )
         if not known:
             log.warning("whisper accepted on leg %s without a known parent call", form["CallSid"])
         return twiml.accept()
@@ -299,14 +307,17 @@ def callback_request() -> VoiceResponse:
     else:
         return twiml.say_and_hang_up(settings, speech.GOODBYE)
     now = runtime.now()
-    with runtime.writing(voice=True) as session:
+
+    def work(session: Session) -> datetime:
         call = calls.find_call(session, form["CallSid"])
         request_row = callbacks.request_callback(
             session, settings, phone=number, reason="requested", now=now, call=call
         )
         if call is not None:
             calls.mark_callback_requested(call)
-        due = request_row.due_at
+        return request_row.due_at
+
+    due = runtime.write(work, voice=True)
     log.info("callback requested on call %s for %s", form["CallSid"], phones.mask(number))
     return twiml.say_and_hang_up(
         settings, speech.CallbackConfirmed(due.astimezone(settings.timezone))
