@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import json
 import os
+import select
 import sqlite3
 import threading
 import time
@@ -25,7 +26,7 @@ from psycopg.adapt import AdaptersMap
 from psycopg.conninfo import conninfo_attempts, conninfo_to_dict, make_conninfo
 from sqlalchemy import BigInteger, DateTime, Engine, Integer, Text, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -216,6 +217,23 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
     return on_connect
 
 
+def _closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Refuse a pooled PostgreSQL connection the server has closed (the pool opens another).
+
+    An idle connection's socket has nothing to read unless the server has written to it:
+    its last words on closing it (a restart, an administrator's terminate, an idle timeout)
+    and the close itself. A poll with no wait sees that without a round trip, where
+    `pool_pre_ping` costs one for every checkout, that is for every webhook.
+    """
+    try:
+        socket = dbapi_connection.pgconn.socket
+        readable = select.select([socket], [], [], 0)[0]
+    except (psycopg.Error, OSError, ValueError):
+        raise DisconnectionError("the connection is closed") from None
+    if readable:
+        raise DisconnectionError("the server closed the connection")
+
+
 def make_engine(
     url: str, *, create_directory: bool = False, bounds: Bounds | None = None, **kwargs: Any
 ) -> Engine:
@@ -239,10 +257,11 @@ def make_engine(
         engine = create_engine(url, connect_args={"timeout": busy_ms / 1000}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas(busy_ms))
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     connect_args = dict(kwargs.pop("connect_args", {}))
     connect_args.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
     engine = create_engine(url, connect_args=connect_args, **kwargs)
+    if parsed.get_backend_name() == "postgresql" and not kwargs.get("pool_pre_ping"):
+        event.listen(engine, "checkout", _closed_by_server)
     if bounds is not None and parsed.get_backend_name() == "postgresql":
         options = (
             f"-c statement_timeout={bounds.statement_timeout_ms} "
@@ -386,7 +405,14 @@ class PinnedConnections:
         pinned = getattr(self._local, "pinned", None)
         pid = os.getpid()
         if pinned is not None and pinned[0] == pid:
-            return pinned[1]
+            if self.engine.dialect.name != "postgresql":
+                return pinned[1]
+            try:
+                _closed_by_server(pinned[1][1], None, None)
+                return pinned[1]
+            except DisconnectionError:
+                # Closed by the server while kept (a restart): the call gets a fresh one.
+                self._discard(pinned[1])
         connection = self.engine.raw_connection()
         found = (connection, connection.driver_connection)
         with self._lock:

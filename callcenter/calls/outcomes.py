@@ -270,9 +270,6 @@ class EventRow:
     received_at: datetime
 
 
-# An event not stored yet sorts after every stored one, as the id it will get does.
-NOT_STORED_YET = 2**63 - 1
-
 _CALL_COLUMNS = [_CALLS.c[name] for name in CallRow.__dataclass_fields__]
 # Two fixed parameters instead of an expanding IN: no SQL rendered again per request.
 _FIND_CALLS = select(*_CALL_COLUMNS).where(
@@ -282,12 +279,12 @@ _READ_CALL = select(*_CALL_COLUMNS).where(_CALLS.c.id == bindparam("call_id"))
 # key_share makes this FOR NO KEY UPDATE on PostgreSQL, which leaves alone the KEY SHARE lock
 # each event's foreign key takes on this row; FOR UPDATE would deadlock two events.
 _LOCK_CALL_ROW = _READ_CALL.with_for_update(of=_CALLS, key_share=True)
+_LOCK_CALLS = _FIND_CALLS.with_for_update(of=_CALLS, key_share=True)
 _EVENTS_OF = (
     select(*(_EVENTS.c[name] for name in EventRow.__dataclass_fields__))
     .where(_EVENTS.c.call_id == bindparam("call_id"))
     .order_by(_EVENTS.c.id)
 )
-_EVENT_IDS = select(_EVENTS.c.id).where(_EVENTS.c.call_id == bindparam("call_id"))
 _INSERT_EVENT = {
     name: dialect.insert(_EVENTS)
     .on_conflict_do_nothing(index_elements=["dedupe_key"])
@@ -305,18 +302,19 @@ _LOCK_CALL = _LOAD_CALL.with_for_update(of=Call, key_share=True).execution_optio
 )
 
 
-def find_parent(session: Session, form: Mapping[str, str]) -> CallRow | None:
+def find_parent(session: Session, form: Mapping[str, str], *, lock: bool = False) -> CallRow | None:
     """Return the caller's call an event is about: by ParentCallSid, else CallSid.
 
     Events of a <Number> leg carry the leg's CallSid and the caller's as ParentCallSid; the
-    caller's own leg reports with its CallSid alone.
+    caller's own leg reports with its CallSid alone. `lock`: under the row lock `lock_row`
+    takes, so that the events of one call are applied one after the other.
     """
     parent_sid = (form.get("ParentCallSid") or "").strip()
     sid = (form.get("CallSid") or "").strip()
     if not (parent_sid or sid):
         return None
     params = {"parent_sid": parent_sid or sid, "sid": sid or parent_sid}
-    rows = session.connection().execute(_FIND_CALLS, params)
+    rows = session.connection().execute(_LOCK_CALLS if lock else _FIND_CALLS, params)
     found = {row.call_sid: CallRow(*row) for row in rows}
     return found.get(parent_sid) or found.get(sid)
 
@@ -683,38 +681,30 @@ def write(
 
 
 def store_and_apply(
-    session: Session, settings: Settings, call: CallRow, event: Event, *, now: datetime
+    session: Session,
+    settings: Settings,
+    call: CallRow,
+    event: Event,
+    *,
+    now: datetime,
+    locked: bool = False,
 ) -> bool:
     """Store the event once and apply it to the call; return whether it was new.
 
-    On SQLite the first write takes the lock of the whole database until commit, and every
-    other worker's callback waits for it in SQLite's busy handler, which sleeps in steps of
-    milliseconds. So the call and its events are read, a copy recognised and the outcome
-    decided before the first write; the write transaction stores the event, checks under the
-    call's row lock that neither the call nor its events changed meanwhile (if they did, it
-    decides again from what is stored now) and writes.
+    The event is inserted unless its key is stored (a copy arriving at the same moment waits
+    for the first to commit, then inserts nothing); then, under the call's row lock, the call
+    and all its events are read and the outcome is decided from them and written. Events of
+    one call queue on the lock, and each decides from every event committed before it.
+    `locked`: `call` was read under that lock already (find_parent(lock=True)).
+    On SQLite the webhook's transaction holds the one write lock from its start (BEGIN
+    IMMEDIATE), so nothing changes between these statements.
     """
-    events = events_of(session, call.id)
-    if any(stored.dedupe_key == event.dedupe_key for stored in events):
-        return False
-    pending = EventRow(
-        NOT_STORED_YET,
-        event.dedupe_key,
-        event.kind,
-        event.leg_sid,
-        event.status,
-        event.payload,
-        now,
-    )
-    change = decide(session, call, [*events, pending], now=now)
     event_id = store_event(session, call.id, event, now)
     if event_id is None:
         return False
-    locked = lock_row(session, call.id)
-    ids = set(session.connection().execute(_EVENT_IDS, {"call_id": call.id}).scalars())
-    if locked != call or ids != {*(stored.id for stored in events), event_id}:
-        change = decide(session, locked, events_of(session, call.id), now=now)
-    write(session, settings, locked, change, now)
+    current = call if locked else lock_row(session, call.id)
+    change = decide(session, current, events_of(session, call.id), now=now)
+    write(session, settings, current, change, now)
     return True
 
 
@@ -766,7 +756,7 @@ def record_status(
     Rules: a call we have no row of was answered by the fallback while the database was out
     of reach; its row is written now (`outage.record_unknown_call`), so the log is complete.
     """
-    call = find_parent(session, event.payload)
+    call = find_parent(session, event.payload, lock=True)
     if call is None:
         parent = event.payload.get("ParentCallSid")
         outage.record_unknown_call(
@@ -777,13 +767,14 @@ def record_status(
             to_number="" if parent else event.payload.get("To", ""),
             started_at=event_time(event.payload, now),
         )
-        call = find_parent(session, event.payload)
+        call = find_parent(session, event.payload, lock=True)
     elif call.to_number == outage.UNKNOWN and not event.payload.get("ParentCallSid"):
         # Written from a child leg's callback; the caller's own leg names our line.
         outage.name_the_line(session, call.id, event.payload.get("To", ""))
+        call = lock_row(session, call.id)
     if call is None:
         return "unknown"
-    if not store_and_apply(session, settings, call, event, now=now):
+    if not store_and_apply(session, settings, call, event, now=now, locked=True):
         return "duplicate"
     return "applied"
 

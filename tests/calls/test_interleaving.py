@@ -1,12 +1,14 @@
-"""Another worker's event stored between this request's reading and its writing.
+"""Another worker's event of the same call arriving while this request applies its own.
 
-A status callback reads the call and its events and decides the outcome before it takes any
-write lock; under the lock it checks that nothing changed meanwhile and otherwise decides
-again. These tests put the other worker's event exactly in that gap.
+A status callback stores its event, then reads the call and all its events under the call's
+row lock and decides the outcome from them. An event of the same call arriving meanwhile
+waits for that lock and decides from both; nothing decided from a stale read is written.
+These tests start the other worker's event exactly while this request holds the lock.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -41,33 +43,50 @@ pytestmark = [
 ]
 
 Phone = Callable[..., Twilio]
-Meanwhile = Callable[[dict[str, Any]], None]
+Meanwhile = Callable[[dict[str, Any]], Callable[[], None]]
 
 
 @pytest.fixture
 def meanwhile(
     monkeypatch: pytest.MonkeyPatch, runtime: Runtime, sessions: sessionmaker[Session]
 ) -> Iterator[Meanwhile]:
-    """Store a form's event, in a transaction of its own, right after the next request reads."""
-    stored: list[str] = []
+    """Send a form's event from another thread right after the next request has read the call.
 
-    def arrange(form: dict[str, Any]) -> None:
+    Returns `settle()`, which waits for that event and checks it was applied after it waited.
+    """
+    stored: list[str] = []
+    threads: list[threading.Thread] = []
+
+    def other_worker(form: dict[str, Any]) -> None:
+        with transaction(sessions) as other:
+            event = outcomes.status_event(form)
+            stored.append(outcomes.record_status(other, runtime.settings, event, now=runtime.now()))
+
+    def arrange(form: dict[str, Any]) -> Callable[[], None]:
         read = outcomes.events_of
 
         def read_then_another_arrives(session: Session, call_id: int) -> list[outcomes.EventRow]:
             events = read(session, call_id)
             monkeypatch.setattr(outcomes, "events_of", read)
-            with transaction(sessions) as other:
-                event = outcomes.status_event(form)
-                stored.append(
-                    outcomes.record_status(other, runtime.settings, event, now=runtime.now())
-                )
+            thread = threading.Thread(target=other_worker, args=(form,))
+            thread.start()
+            threads.append(thread)
+            thread.join(0.5)
+            # It waits for this request's row lock: it has stored nothing yet.
+            assert thread.is_alive() and stored == []
             return events
 
         monkeypatch.setattr(outcomes, "events_of", read_then_another_arrives)
 
+        def settle() -> None:
+            for thread in threads:
+                thread.join(10)
+            assert stored == ["applied"], "the other event was not applied after it waited"
+
+        return settle
+
     yield arrange
-    assert stored == ["applied"], "the other event was not stored in the gap"
+    assert threads, "no request read the call"
 
 
 def test_an_answer_stored_meanwhile_is_not_overwritten(
@@ -76,14 +95,19 @@ def test_an_answer_stored_meanwhile_is_not_overwritten(
     call = phone()
     call.start()
     clock.tick(10)
-    meanwhile(call.leg_form(sid(), ANDRIS, "in-progress"))
+    settle = meanwhile(call.leg_form(sid(), ANDRIS, "in-progress"))
     clock.tick(30)
     # Read alone, the caller's end says abandoned; with the answer it is an answered call.
     call.status(call.parent_form("completed", CallDuration="40"))
+    settle()
     row = load_call(session, call.call_sid)
     assert (row.outcome, row.status, row.ring_seconds) == ("answered", "completed", 10)
     assert row.ended_at is not None
-    assert requests_of(session) == []
+    # Applied first, the caller's end alone asked for a callback; the answer that waited
+    # closed it, as it would have arriving a moment later: nobody is left to call back.
+    assert [(r.status, r.note) for r in requests_of(session)] == [
+        ("done", f"answered on this call {call.call_sid}")
+    ]
 
 
 def test_a_miss_stored_meanwhile_completes_the_missed_plan(
@@ -93,8 +117,9 @@ def test_a_miss_stored_meanwhile_completes_the_missed_plan(
     call = phone(line=DEPARTMENT)
     call.start()
     clock.tick(20)
-    meanwhile(call.leg_form(sid(), ANDRIS, "no-answer"))
+    settle = meanwhile(call.leg_form(sid(), ANDRIS, "no-answer"))
     clock.tick(20)
     call.status(call.leg_form(sid(), LIGA, "no-answer"))
+    settle()
     assert load_call(session, call.call_sid).outcome == "no-answer"
     assert [(r.reason, r.status) for r in requests_of(session)] == [("missed", "open")]

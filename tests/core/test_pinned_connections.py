@@ -5,11 +5,13 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 
 import pytest
 from sqlalchemy import Engine, text
 
 from callcenter.db import PinnedConnections
+from tests.conftest import TEST_DATABASE_URL
 
 
 def version(engine: Engine) -> int:
@@ -101,3 +103,32 @@ def test_sqlite_writers_hold_the_file_lock_for_the_transaction_only(engine: Engi
     finally:
         os.close(other)
         pinned.close()
+
+
+def _terminate(engine: Engine, pid: int) -> None:
+    with engine.connect() as other:
+        other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        other.commit()
+
+
+@pytest.mark.skipif(not TEST_DATABASE_URL, reason="needs TEST_DATABASE_URL (PostgreSQL)")
+def test_a_connection_the_server_closed_is_replaced_before_use(engine: Engine) -> None:
+    # What a PostgreSQL restart does to kept and pooled connections: the next use gets a
+    # fresh one, without the round trip of a ping on every use.
+    pinned = PinnedConnections(engine)
+    with pinned.transaction() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        kept = cursor.fetchone()[0]
+    _terminate(engine, kept)
+    time.sleep(0.2)
+    with pinned.transaction() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] != kept
+    pinned.close()
+
+    with engine.connect() as connection:
+        pooled = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    _terminate(engine, pooled)
+    time.sleep(0.2)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() != pooled

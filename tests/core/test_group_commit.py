@@ -1,0 +1,172 @@
+"""Writes of many threads committed together: each answered after its commit, one bad write
+failing only its own thread, a queued write leaving the queue when its deadline passes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import Engine, text
+
+from callcenter.db import DatabaseTimeout, GroupCommit, PinnedConnections, deadline
+
+
+class Ledger:
+    """A fake transaction: what was committed, and how many commits carried it."""
+
+    def __init__(self, hold: float = 0.0) -> None:
+        self.committed: list[object] = []
+        self.commits = 0
+        self.hold = hold
+        self.lock = threading.Lock()
+
+    @contextmanager
+    def begin(self) -> Iterator[list[object]]:
+        pending: list[object] = []
+        yield pending
+        time.sleep(self.hold)  # a commit that takes a while, so that others queue behind it
+        with self.lock:
+            self.committed.extend(pending)
+            self.commits += 1
+
+
+def run_together(writes: GroupCommit[list[object]], works: list, *, seconds: float | None = None):
+    results: list[object] = [None] * len(works)
+    start = threading.Barrier(len(works))
+
+    def one(index: int) -> None:
+        start.wait()
+        try:
+            if seconds is None:
+                results[index] = writes.run(works[index])
+            else:
+                with deadline(seconds):
+                    results[index] = writes.run(works[index])
+        except Exception as exc:
+            results[index] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(works))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    return results
+
+
+def appender(value: int):
+    def work(pending: list[object]) -> int:
+        pending.append(value)
+        return value * 10
+
+    return work
+
+
+def test_concurrent_writes_share_commits_and_each_gets_its_own_result() -> None:
+    ledger = Ledger(hold=0.02)
+    writes = GroupCommit(ledger.begin)
+    results = run_together(writes, [appender(i) for i in range(16)])
+    assert results == [i * 10 for i in range(16)]
+    assert sorted(ledger.committed) == list(range(16))  # type: ignore[type-var]
+    # 16 threads at once, each commit 20 ms: they queued and shared commits.
+    assert ledger.commits < 16
+
+
+def test_a_result_is_handed_over_only_after_its_commit() -> None:
+    ledger = Ledger(hold=0.05)
+    writes = GroupCommit(ledger.begin)
+    seen: list[bool] = []
+
+    def work(pending: list[object]) -> str:
+        pending.append("row")
+        return "done"
+
+    assert writes.run(work) == "done"
+    seen.append("row" in ledger.committed)
+    assert seen == [True]
+
+
+def test_a_write_that_raises_fails_alone_and_the_others_are_committed() -> None:
+    ledger = Ledger(hold=0.02)
+    writes = GroupCommit(ledger.begin)
+
+    def bad(pending: list[object]) -> None:
+        pending.append("bad")
+        raise ValueError("this write is wrong")
+
+    works = [appender(i) for i in range(8)]
+    works[3] = bad
+    results = run_together(writes, works)
+    assert isinstance(results[3], ValueError)
+    assert [r for i, r in enumerate(results) if i != 3] == [i * 10 for i in range(8) if i != 3]
+    # The failed write's part was rolled back with its batch: never committed.
+    assert "bad" not in ledger.committed
+    assert sorted(ledger.committed) == [i for i in range(8) if i != 3]  # type: ignore[type-var]
+
+
+def test_a_database_failure_reaches_every_write_of_the_batch_once() -> None:
+    calls: list[int] = []
+
+    @contextmanager
+    def begin() -> Iterator[list[object]]:
+        calls.append(1)
+        time.sleep(0.02)
+        raise DatabaseTimeout("the database did not answer")
+        yield []  # pragma: no cover
+
+    writes = GroupCommit(begin)
+    results = run_together(writes, [appender(i) for i in range(8)])
+    assert all(isinstance(r, DatabaseTimeout) for r in results)
+    # Not tried again write by write: one attempt per batch.
+    assert len(calls) < 8
+
+
+def test_a_queued_write_leaves_the_queue_when_its_deadline_passes() -> None:
+    gate = threading.Event()
+
+    @contextmanager
+    def begin() -> Iterator[list[object]]:
+        gate.wait(5)  # the first commit hangs until released
+        yield []
+
+    writes = GroupCommit(begin)
+    first = threading.Thread(target=writes.run, args=(lambda pending: None,))
+    first.start()
+    time.sleep(0.05)
+    started = time.monotonic()
+    with pytest.raises(DatabaseTimeout), deadline(0.2):
+        writes.run(lambda pending: None)
+    assert time.monotonic() - started < 1.0
+    gate.set()
+    first.join(5)
+    # The queue moves on afterwards.
+    assert writes.run(lambda pending: "after") == "after"
+
+
+def test_rows_of_a_batch_on_the_kept_connections_are_all_stored(engine: Engine) -> None:
+    pinned = PinnedConnections(engine)
+    writes = GroupCommit(pinned.transaction)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE batch_rows (n INTEGER PRIMARY KEY)"))
+
+    def insert(n: int):
+        def work(cursor: object) -> int:
+            mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+            sql = f"INSERT INTO batch_rows (n) VALUES ({mark})"  # noqa: S608 - a constant
+            cursor.execute(sql, (n,))  # type: ignore[attr-defined]
+            return n
+
+        return work
+
+    works = [insert(n) for n in range(12)]
+    works.append(insert(5))  # a duplicate key: whichever of the two fives runs second fails
+    results = run_together(writes, works)
+    fives = [results[5], results[12]]
+    assert 5 in fives and sum(isinstance(r, Exception) for r in fives) == 1
+    assert results[:5] + results[6:12] == [n for n in range(12) if n != 5]
+    with engine.connect() as connection:
+        stored = connection.execute(text("SELECT n FROM batch_rows ORDER BY n")).scalars().all()
+    assert stored == list(range(12))
+    pinned.close()
