@@ -486,12 +486,13 @@ GROUP_COMMIT_MAX = 32
 class _Queued(Generic[W, R]):
     """One thread's write, waiting in a GroupCommit until a commit carries it."""
 
-    __slots__ = ("error", "result", "state", "woken", "work")
+    __slots__ = ("error", "key", "result", "state", "woken", "work")
 
     QUEUED, LEAD, TAKEN, DONE = range(4)
 
-    def __init__(self, work: Callable[[W], R]) -> None:
+    def __init__(self, work: Callable[[W], R], key: str) -> None:
         self.work = work
+        self.key = key
         self.state = self.QUEUED
         self.woken = threading.Event()
         self.result: R | None = None
@@ -527,6 +528,11 @@ class GroupCommit(Generic[W]):
     Under a running `deadline()` a write still queued when its time is up leaves the queue
     (DatabaseTimeout); the leader is the oldest write, so its deadline bounds the batch's
     waits before anyone else's runs out.
+
+    On PostgreSQL a batch holds the row locks of every call in it until its commit; its writes
+    run in the order of their keys (the call's CallSid), so two processes' batches take the
+    locks of the calls they share in the same order and never wait for each other in a
+    circle (unordered, the benchmark saw deadlocks, each a second's wait and a retry).
     """
 
     def __init__(self, begin: Callable[[], AbstractContextManager[W]]) -> None:
@@ -535,9 +541,14 @@ class GroupCommit(Generic[W]):
         self._queue: deque[_Queued[W, Any]] = deque()
         self._leading = False
 
-    def run(self, work: Callable[[W], R]) -> R:
-        """Run `work(transaction)` in a transaction that has committed when this returns."""
-        item: _Queued[W, R] = _Queued(work)
+    def run(self, work: Callable[[W], R], *, key: str = "") -> R:
+        """Run `work(transaction)` in a transaction that has committed when this returns.
+
+        `key`: the call the write is about (its CallSid). A batch runs its writes in the order
+        of their keys, so that two batches (two processes) take the row locks of the calls
+        they share in the same order, and never wait for each other in a circle.
+        """
+        item: _Queued[W, R] = _Queued(work, key)
         with self._lock:
             if not self._leading:
                 self._leading = True
@@ -581,7 +592,7 @@ class GroupCommit(Generic[W]):
                     taken = self._queue.popleft()
                     taken.state = _Queued.TAKEN
                     batch.append(taken)
-            self._commit(batch)
+            self._commit(sorted(batch, key=lambda item: item.key))
         finally:
             with self._lock:
                 for item in batch:

@@ -97,25 +97,27 @@ class Runtime:
         """This process's kept connections, for the write every call makes."""
         return PinnedConnections(self.voice_engine, self.gate)
 
-    def write(self, work: Callable[[Session], R], *, voice: bool = False) -> R:
-        """Run a webhook's write, committed with the writes of other threads at that moment.
+    def write(self, work: Callable[[Session], R], *, key: str, voice: bool = False) -> R:
+        """Run a webhook's write, committed with the other threads' writes of the moment.
 
         `work(session)` must touch nothing but the session (it may run again; see
         db.GroupCommit) and nothing of the Flask request (another thread may run it); its
-        result is returned once the commit carrying it has succeeded. `voice`: on the voice
+        result is returned once the commit carrying it has succeeded. `key`: the CallSid of
+        the call it is about (db.GroupCommit.run). `voice`: on the voice
         engine, whose every wait ends well within a second. Writes under a running deadline
         and writes without one are committed apart, so that no bounded write waits on an
         unbounded one.
         """
-        key = (voice, current_deadline() is not None)
-        writes = self._writes.get(key)
+        kind = (voice, current_deadline() is not None)
+        writes = self._writes.get(kind)
         if writes is None:
             factory = self.voice_sessions if voice else self.sessions
             with self._writes_lock:
                 writes = self._writes.setdefault(
-                    key, GroupCommit(lambda: write_transaction(factory, self.gate))
+                    kind,
+                    GroupCommit(lambda: write_transaction(factory, self.gate)),
                 )
-        return writes.run(work)
+        return writes.run(work, key=key)
 
     @cached_property
     def call_writes(self) -> GroupCommit[Any]:

@@ -129,7 +129,7 @@ def recording_status() -> Response:
         record_callback(session, callback, runtime.settings, now=now)
 
     try:
-        runtime.write(work)
+        runtime.write(work, key=callback.call_sid)
     except (SQLAlchemyError, DatabaseTimeout) as exc:
         # Twilio retries a 5xx; reconciliation catches what is lost beyond that.
         log.error(

@@ -71,7 +71,8 @@ def status() -> Response:
     def work() -> str:
         # Committed with the other threads' events of the moment (db.GroupCommit).
         return runtime.write(
-            lambda session: outcomes.record_status(session, runtime.settings, event, now=now)
+            lambda session: outcomes.record_status(session, runtime.settings, event, now=now),
+            key=form.get("ParentCallSid") or event.leg_sid,
         )
 
     try:

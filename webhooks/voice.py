@@ -127,7 +127,8 @@ def voice() -> bytes:
             from_number=form["From"],
             to_number=form["To"],
             now=now,
-        )
+        ),
+        key=form["CallSid"],
     )
     if log.isEnabledFor(logging.DEBUG):
         # DEBUG: the call row holds all of this; a line per call costs a write per call.
@@ -182,7 +183,7 @@ def dial_complete() -> VoiceResponse:
             session, runtime.settings, call, fields, now=now, cache=runtime.directory
         )
 
-    answer = runtime.write(work, voice=True)
+    answer = runtime.write(work, key=form["CallSid"], voice=True)
     if answer is False:
         log.warning("dial-complete for unknown call %s", form["CallSid"])
         return twiml.callback_offer(
@@ -218,7 +219,7 @@ def fallback_dial_complete() -> VoiceResponse:
             outcomes.fallback_dial_ended(session, runtime.settings, call, fields, now=now)
         return call is not None
 
-    if not runtime.write(work):
+    if not runtime.write(work, key=form["CallSid"]):
         # The voice route failed before writing the row: there is nothing to log it on.
         log.warning("fallback dial-complete for unknown call %s", form["CallSid"])
     if status == "canceled" or request.form.get("CallStatus") == "completed":
@@ -237,7 +238,9 @@ def survey_answer() -> VoiceResponse:
     if rating is None:
         return twiml.say_and_hang_up(runtime.settings, speech.GOODBYE)
     call_sid = form["CallSid"]
-    stored = runtime.write(lambda session: survey.record_answer(session, call_sid, rating))
+    stored = runtime.write(
+        lambda session: survey.record_answer(session, call_sid, rating), key=call_sid
+    )
     if not stored:
         log.warning("survey answer for call %s, which was not answered here", form["CallSid"])
     return twiml.say_and_hang_up(runtime.settings, speech.SURVEY_THANKS)
@@ -263,7 +266,8 @@ def whisper() -> VoiceResponse:
             return twiml.whisper_declined(settings)
         fields, now = request.form.to_dict(flat=True), runtime.now()
         known = runtime.write(
-            lambda session: outcomes.record_accept(session, settings, fields, now=now)
+            lambda session: outcomes.record_accept(session, settings, fields, now=now),
+            key=fields.get("ParentCallSid") or form["CallSid"],
         )
         if not known:
             log.warning("whisper accepted on leg %s without a known parent call", form["CallSid"])
@@ -317,7 +321,7 @@ def callback_request() -> VoiceResponse:
             calls.mark_callback_requested(call)
         return request_row.due_at
 
-    due = runtime.write(work, voice=True)
+    due = runtime.write(work, key=form["CallSid"], voice=True)
     log.info("callback requested on call %s for %s", form["CallSid"], phones.mask(number))
     return twiml.say_and_hang_up(
         settings, speech.CallbackConfirmed(due.astimezone(settings.timezone))

@@ -170,3 +170,28 @@ def test_rows_of_a_batch_on_the_kept_connections_are_all_stored(engine: Engine) 
         stored = connection.execute(text("SELECT n FROM batch_rows ORDER BY n")).scalars().all()
     assert stored == list(range(12))
     pinned.close()
+
+
+def test_a_batch_runs_its_writes_in_the_order_of_their_keys() -> None:
+    # Two processes' batches then take the row locks of the calls they share in one order.
+    ledger = Ledger(hold=0.05)
+    writes = GroupCommit(ledger.begin)
+    keys = ["CA9", "CA3", "CA7", "CA1", "CA5"]
+    first = threading.Thread(target=writes.run, args=(appender(-1),), kwargs={"key": "CA0"})
+    first.start()
+    time.sleep(0.01)  # the first write leads and commits; the others queue behind it
+    results: dict[str, object] = {}
+
+    def one(key: str) -> None:
+        results[key] = writes.run(lambda pending: pending.append(key) or key, key=key)
+
+    threads = [threading.Thread(target=one, args=(key,)) for key in keys]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.002)
+    for thread in [first, *threads]:
+        thread.join(5)
+    assert results == {key: key for key in keys}
+    assert ledger.committed[0] == -1
+    assert ledger.committed[1:] == sorted(keys)
+    assert ledger.commits == 2
