@@ -486,7 +486,7 @@ GROUP_COMMIT_MAX = 32
 class _Queued(Generic[W, R]):
     """One thread's write, waiting in a GroupCommit until a commit carries it."""
 
-    __slots__ = ("error", "key", "result", "state", "woken", "work")
+    __slots__ = ("error", "finished", "key", "result", "state", "woken", "work")
 
     QUEUED, LEAD, TAKEN, DONE = range(4)
 
@@ -497,6 +497,14 @@ class _Queued(Generic[W, R]):
         self.woken = threading.Event()
         self.result: R | None = None
         self.error: BaseException | None = None
+        # Set with `result` or `error`: a write left without either was never committed.
+        self.finished = False
+
+    def succeeded(self, result: R) -> None:
+        self.result, self.finished = result, True
+
+    def failed(self, error: BaseException) -> None:
+        self.error, self.finished = error, True
 
 
 def _the_database(exc: BaseException) -> bool:
@@ -596,6 +604,9 @@ class GroupCommit(Generic[W]):
         finally:
             with self._lock:
                 for item in batch:
+                    if not item.finished:
+                        # The leader was stopped mid-batch (its worker shutting down, say).
+                        item.failed(DatabaseTimeout("the write was stopped before its commit"))
                     item.state = _Queued.DONE
                     item.woken.set()
                 self._hand_on()
@@ -609,16 +620,18 @@ class GroupCommit(Generic[W]):
                 if _the_database(exc) or _out_of_time():
                     # The database failed, not one write: every write of the batch hears so.
                     for item in batch:
-                        item.error = exc
+                        item.failed(exc)
                     return
                 # One write raised: each is tried again on its own, below.
             else:
                 for item, result in zip(batch, results, strict=True):
-                    item.result = result
+                    item.succeeded(result)
                 return
         for item in batch:
             try:
                 with self._begin() as transaction:
-                    item.result = item.work(transaction)
-            except BaseException as exc:  # handed to the thread whose write it was
-                item.error = exc
+                    result = item.work(transaction)
+            except Exception as exc:  # handed to the thread whose write it was
+                item.failed(exc)
+            else:
+                item.succeeded(result)

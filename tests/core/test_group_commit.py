@@ -195,3 +195,38 @@ def test_a_batch_runs_its_writes_in_the_order_of_their_keys() -> None:
     assert ledger.committed[0] == -1
     assert ledger.committed[1:] == sorted(keys)
     assert ledger.commits == 2
+
+
+def test_a_leader_stopped_mid_batch_leaves_no_write_answered_as_committed() -> None:
+    # A worker shutting down (SystemExit in the leading thread) while its batch carries
+    # another thread's write: that thread hears an error, never a result that was not committed.
+    ledger = Ledger(hold=0.1)
+    writes = GroupCommit(ledger.begin)
+
+    def stopping(pending: list[object]) -> None:
+        raise SystemExit(0)
+
+    outcomes: dict[str, object] = {}
+
+    def run(name: str, work, key: str) -> None:
+        try:
+            outcomes[name] = writes.run(work, key=key)
+        except (SystemExit, DatabaseTimeout) as exc:
+            outcomes[name] = exc
+
+    first = threading.Thread(target=run, args=("first", appender(0), "CA0"))
+    first.start()
+    time.sleep(0.03)  # the first commit takes 100 ms: the next two queue behind it
+    stopper = threading.Thread(target=run, args=("stopper", stopping, "CA1"))
+    stopper.start()
+    time.sleep(0.01)
+    carried = threading.Thread(target=run, args=("carried", appender(2), "CA2"))
+    carried.start()
+    for thread in (first, stopper, carried):
+        thread.join(5)
+    assert outcomes["first"] == 0
+    assert isinstance(outcomes["stopper"], SystemExit)
+    assert isinstance(outcomes["carried"], DatabaseTimeout)
+    assert ledger.committed == [0]
+    # And the queue still moves.
+    assert writes.run(appender(3), key="CA3") == 30
