@@ -162,14 +162,19 @@ def test_rows_of_a_batch_on_the_kept_connections_are_all_stored(engine: Engine) 
 
     works = [insert(n) for n in range(12)]
     works.append(insert(5))  # a duplicate key: whichever of the two fives runs second fails
-    results = run_together(writes, works)
-    fives = [results[5], results[12]]
-    assert 5 in fives and sum(isinstance(r, Exception) for r in fives) == 1
-    assert results[:5] + results[6:12] == [n for n in range(12) if n != 5]
-    with engine.connect() as connection:
-        stored = connection.execute(text("SELECT n FROM batch_rows ORDER BY n")).scalars().all()
-    assert stored == list(range(12))
-    pinned.close()
+    try:
+        results = run_together(writes, works)
+        fives = [results[5], results[12]]
+        assert 5 in fives and sum(isinstance(r, Exception) for r in fives) == 1
+        assert results[:5] + results[6:12] == [n for n in range(12) if n != 5]
+        with engine.connect() as connection:
+            stored = connection.execute(text("SELECT n FROM batch_rows ORDER BY n")).scalars()
+            assert stored.all() == list(range(12))
+    finally:
+        pinned.close()
+        # The database may serve another test next (PostgreSQL's are reused).
+        with engine.begin() as connection:
+            connection.execute(text("DROP TABLE batch_rows"))
 
 
 def test_a_batch_runs_its_writes_in_the_order_of_their_keys() -> None:
