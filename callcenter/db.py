@@ -10,6 +10,7 @@ import select
 import sqlite3
 import threading
 import time
+import types
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -226,8 +227,9 @@ def _closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     `pool_pre_ping` costs one for every checkout, that is for every webhook.
     """
     try:
-        socket = dbapi_connection.pgconn.socket
-        readable = select.select([socket], [], [], 0)[0]
+        poll = select.poll()  # not select.select: it refuses descriptors past 1023
+        poll.register(dbapi_connection.pgconn.socket, select.POLLIN)
+        readable = poll.poll(0)
     except (psycopg.Error, OSError, ValueError):
         raise DisconnectionError("the connection is closed") from None
     if readable:
@@ -348,7 +350,8 @@ class WriterGate:
             return False
         if not self._writers.acquire(timeout=_remaining(None) or 0):
             raise DatabaseTimeout("the queue of database writers did not move in time")
-        pause = 0.0005
+        # Another process's writer may let go at any moment: look often (a syscall each).
+        pause = 0.0002
         try:
             while True:
                 try:
@@ -361,7 +364,7 @@ class WriterGate:
                             "another process kept the database writers' lock too long"
                         ) from None
                     time.sleep(pause)
-                    pause = min(pause * 2, 0.005)
+                    pause = min(pause * 2, 0.001)
         except BaseException:
             self._writers.release()
             raise
@@ -382,19 +385,29 @@ def write_transaction(factory: sessionmaker[Session], gate: WriterGate) -> Itera
 
 
 class PinnedConnections:
-    """One DB-API connection per thread, checked out of the engine's pool once and kept.
+    """DB-API connections checked out of the engine's pool once and kept: one per thread, or
+    one for the process (`per_thread=False`), which one thread at a time uses.
 
     For the write every call makes: checking a connection out of the pool and back in (with
     the pool's reset) costs more than the INSERT and COMMIT themselves (the voice benchmark
     measures it). A connection that failed is thrown away, so the next use gets a fresh one;
     a connection never crosses a fork (gunicorn --preload forks after the app is built).
-    Writers queue on the engine's WriterGate.
+    Writers queue on the engine's WriterGate. The web process keeps one for the process: its
+    writes run one batch at a time (GroupCommit), and a connection per thread would take
+    WEB_THREADS connections of the pool (past its 15, a call would wait for one in vain).
     """
 
-    def __init__(self, engine: Engine, gate: WriterGate | None = None) -> None:
+    def __init__(
+        self, engine: Engine, gate: WriterGate | None = None, *, per_thread: bool = True
+    ) -> None:
         self.engine = engine
         self.gate = gate or WriterGate(engine)
-        self._local = threading.local()
+        self.per_thread = per_thread
+        self._local: Any = threading.local() if per_thread else types.SimpleNamespace()
+        # One thread at a time on the process's one connection.
+        self._use: AbstractContextManager[Any] = (
+            contextlib.nullcontext() if per_thread else threading.Lock()
+        )
         self._lock = threading.Lock()
         # Every (connection, driver connection) handed out, so that close() reaches those of
         # threads that have ended.
@@ -437,7 +450,7 @@ class PinnedConnections:
         On any error the transaction is rolled back, and a connection that cannot even roll
         back, or whose driver raised, is replaced for the next use.
         """
-        with self.gate.held():
+        with self._use, self.gate.held():
             pinned = self._pinned()
             _connection, driver = pinned
             try:
@@ -464,7 +477,7 @@ class PinnedConnections:
         for connection, _driver in connections:
             if connection.is_valid:
                 connection.close()
-        self._local = threading.local()
+        self._local = threading.local() if self.per_thread else types.SimpleNamespace()
 
 
 def is_postgres(session_or_engine: Session | Engine) -> bool:
@@ -507,8 +520,15 @@ class _Queued(Generic[W, R]):
         self.error, self.finished = error, True
 
 
+# PostgreSQL's refusals that concern one write's rows, not the database: a row lock not
+# granted in time, a deadlock, a serialization failure. The batch's other writes run again.
+_ONE_WRITES = ("55P03", "40P01", "40001")
+
+
 def _the_database(exc: BaseException) -> bool:
     """Whether a failure is the database's (unreachable, too slow, locked), not one write's."""
+    if getattr(exc, "sqlstate", None) in _ONE_WRITES:
+        return False
     if isinstance(exc, DatabaseTimeout | psycopg.OperationalError | sqlite3.OperationalError):
         return True
     if isinstance(exc, DBAPIError):
@@ -565,7 +585,10 @@ class GroupCommit(Generic[W]):
                 self._queue.append(item)
         while item.state != _Queued.LEAD:
             at = _deadline.get()
-            item.woken.wait(None if at is None else max(at - time.monotonic(), 0))
+            # Taken into a batch: wait for its end, which the leader's deadline (the oldest)
+            # bounds; the result is this write's, committed or not, and must be heard.
+            taken = item.state == _Queued.TAKEN
+            item.woken.wait(None if at is None or taken else max(at - time.monotonic(), 0))
             with self._lock:
                 if item.state == _Queued.DONE:
                     break
@@ -628,6 +651,9 @@ class GroupCommit(Generic[W]):
                     item.succeeded(result)
                 return
         for item in batch:
+            if _out_of_time():
+                item.failed(DatabaseTimeout("no time was left to write this alone"))
+                continue
             try:
                 with self._begin() as transaction:
                     result = item.work(transaction)

@@ -7,9 +7,10 @@ process reading the same settings: `PORT` (bind 0.0.0.0:PORT, else 8000), `WEB_C
 Why threads (gthread): a sync worker is held for the whole of a request, so two clients that
 send headers and half a body hold both workers while every call waits (issue 15). gthread's
 main loop reads a request only once its socket is readable and hands a thread only a request
-whose headers have arrived; a thread that waits on a slow body holds one thread of eight, and
-the voice path's kept connection is per thread (`db.PinnedConnections`), so threads do not
-share one. Past `timeout`, a silent connection is closed (`keepalive` bounds idle ones).
+whose headers have arrived; a thread that waits on a slow body holds one thread of eight.
+The threads' writes are committed together (`db.GroupCommit`), one batch at a time, on one
+kept connection per process (`db.PinnedConnections`), so WEB_THREADS costs no database
+connections. Past `timeout`, a silent connection is closed (`keepalive` bounds idle ones).
 """
 
 from __future__ import annotations

@@ -235,3 +235,39 @@ def test_a_leader_stopped_mid_batch_leaves_no_write_answered_as_committed() -> N
     assert ledger.committed == [0]
     # And the queue still moves.
     assert writes.run(appender(3), key="CA3") == 30
+
+
+def test_a_write_taken_into_a_batch_waits_for_it_without_spinning_past_its_deadline() -> None:
+    ledger = Ledger(hold=0.1)
+    writes = GroupCommit(ledger.begin)
+
+    def slow(pending: list[object]) -> str:
+        time.sleep(0.4)  # the batch that carries the bounded write takes long
+        pending.append("slow")
+        return "slow"
+
+    spent: dict[str, float] = {}
+    outcome: dict[str, object] = {}
+
+    def bounded() -> None:
+        begun = time.thread_time()
+        # Taken at about 0.06 s from now (the first commit's end), out of time at 0.15 s,
+        # carried until about 0.56 s.
+        with deadline(0.15):
+            outcome["bounded"] = writes.run(appender(7), key="CA7")
+        spent["cpu"] = time.thread_time() - begun
+
+    first = threading.Thread(target=writes.run, args=(appender(0),), kwargs={"key": "CA0"})
+    first.start()
+    time.sleep(0.02)
+    leader = threading.Thread(target=writes.run, args=(slow,), kwargs={"key": "CA1"})
+    leader.start()
+    time.sleep(0.02)
+    waiter = threading.Thread(target=bounded)
+    waiter.start()
+    for thread in (first, leader, waiter):
+        thread.join(5)
+    # Carried by the slow batch, it was committed with it, and heard so.
+    assert outcome["bounded"] == 70 and 7 in ledger.committed
+    # It slept while it waited: no busy loop stealing the leader's interpreter.
+    assert spent["cpu"] < 0.05

@@ -87,6 +87,37 @@ def test_each_thread_has_its_own_and_close_returns_all(engine: Engine) -> None:
     assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
+def test_the_process_connection_serves_more_threads_than_the_pool_holds(engine: Engine) -> None:
+    # The web process's kept connection (per_thread=False): 20 threads, more than the pool's
+    # 15, all write through one connection, one at a time, and the pool keeps the rest.
+    pinned = PinnedConnections(engine, per_thread=False)
+    before = version(engine)
+    seen: list[object] = []
+    inside: list[int] = []
+    most: list[int] = [0]
+
+    def work() -> None:
+        with pinned.transaction() as cursor:
+            inside.append(1)
+            most[0] = max(most[0], len(inside))
+            bump(cursor)
+            seen.append(cursor.connection)
+            time.sleep(0.002)
+            inside.pop()
+
+    threads = [threading.Thread(target=work) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(seen) == 20 and len({id(connection) for connection in seen}) == 1
+    assert most[0] == 1
+    assert version(engine) == before + 20
+    assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+    pinned.close()
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
 def test_sqlite_writers_hold_the_file_lock_for_the_transaction_only(engine: Engine) -> None:
     if engine.dialect.name != "sqlite":
         pytest.skip("the writers' file lock is SQLite's; PostgreSQL queues writers itself")
@@ -115,7 +146,7 @@ def _terminate(engine: Engine, pid: int) -> None:
 def test_a_connection_the_server_closed_is_replaced_before_use(engine: Engine) -> None:
     # What a PostgreSQL restart does to kept and pooled connections: the next use gets a
     # fresh one, without the round trip of a ping on every use.
-    pinned = PinnedConnections(engine)
+    pinned = PinnedConnections(engine, per_thread=False)  # as the web process keeps it
     with pinned.transaction() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         kept = cursor.fetchone()[0]
