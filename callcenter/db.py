@@ -10,7 +10,6 @@ import select
 import sqlite3
 import threading
 import time
-import types
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -385,59 +384,44 @@ def write_transaction(factory: sessionmaker[Session], gate: WriterGate) -> Itera
 
 
 class PinnedConnections:
-    """DB-API connections checked out of the engine's pool once and kept: one per thread, or
-    one for the process (`per_thread=False`), which one thread at a time uses.
+    """The process's DB-API connection, checked out of the engine's pool once and kept.
 
     For the write every call makes: checking a connection out of the pool and back in (with
     the pool's reset) costs more than the INSERT and COMMIT themselves (the voice benchmark
-    measures it). A connection that failed is thrown away, so the next use gets a fresh one;
-    a connection never crosses a fork (gunicorn --preload forks after the app is built).
-    Writers queue on the engine's WriterGate. The web process keeps one for the process: its
-    writes run one batch at a time (GroupCommit), and a connection per thread would take
-    WEB_THREADS connections of the pool (past its 15, a call would wait for one in vain).
+    measures it). One thread at a time uses it: the web process's writes run one batch at a
+    time (GroupCommit), and a connection per thread would take WEB_THREADS connections of the
+    pool (past its 15, a call would wait for one in vain). A connection that failed, or that
+    the server closed, is thrown away, so the next use gets a fresh one; a connection never
+    crosses a fork (gunicorn --preload forks after the app is built). Writers queue on the
+    engine's WriterGate.
     """
 
-    def __init__(
-        self, engine: Engine, gate: WriterGate | None = None, *, per_thread: bool = True
-    ) -> None:
+    def __init__(self, engine: Engine, gate: WriterGate | None = None) -> None:
         self.engine = engine
         self.gate = gate or WriterGate(engine)
-        self.per_thread = per_thread
-        self._local: Any = threading.local() if per_thread else types.SimpleNamespace()
-        # One thread at a time on the process's one connection.
-        self._use: AbstractContextManager[Any] = (
-            contextlib.nullcontext() if per_thread else threading.Lock()
-        )
-        self._lock = threading.Lock()
-        # Every (connection, driver connection) handed out, so that close() reaches those of
-        # threads that have ended.
-        self._all: list[tuple[Any, Any]] = []
+        # (pid, (pool connection, driver connection)), or None.
+        self._kept: tuple[int, tuple[Any, Any]] | None = None
+        self._use = threading.Lock()
 
     def _pinned(self) -> tuple[Any, Any]:
-        """This thread's (pool connection, driver connection)."""
-        pinned = getattr(self._local, "pinned", None)
-        pid = os.getpid()
-        if pinned is not None and pinned[0] == pid:
+        """The kept (pool connection, driver connection); the caller holds `_use`."""
+        if self._kept is not None and self._kept[0] == os.getpid():
+            found = self._kept[1]
             if self.engine.dialect.name != "postgresql":
-                return pinned[1]
+                return found
             try:
-                _closed_by_server(pinned[1][1], None, None)
-                return pinned[1]
+                _closed_by_server(found[1], None, None)
+                return found
             except DisconnectionError:
                 # Closed by the server while kept (a restart): the call gets a fresh one.
-                self._discard(pinned[1])
+                self._discard(found)
         connection = self.engine.raw_connection()
         found = (connection, connection.driver_connection)
-        with self._lock:
-            self._all.append(found)
-        self._local.pinned = (pid, found)
+        self._kept = (os.getpid(), found)
         return found
 
     def _discard(self, pinned: tuple[Any, Any]) -> None:
-        self._local.pinned = None
-        with self._lock:
-            if pinned in self._all:
-                self._all.remove(pinned)
+        self._kept = None
         connection, _driver = pinned
         # It is being thrown away: a second failure while closing it changes nothing.
         with contextlib.suppress(Exception):
@@ -445,7 +429,7 @@ class PinnedConnections:
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
-        """Yield a DB-API cursor in a transaction of this thread's connection; commit at the end.
+        """Yield a DB-API cursor in a transaction of the kept connection; commit at the end.
 
         On any error the transaction is rolled back, and a connection that cannot even roll
         back, or whose driver raised, is replaced for the next use.
@@ -471,13 +455,11 @@ class PinnedConnections:
                 raise
 
     def close(self) -> None:
-        """Return every pinned connection of this process to the pool."""
-        with self._lock:
-            connections, self._all = self._all, []
-        for connection, _driver in connections:
-            if connection.is_valid:
-                connection.close()
-        self._local = threading.local() if self.per_thread else types.SimpleNamespace()
+        """Return the kept connection of this process to the pool."""
+        with self._use:
+            kept, self._kept = self._kept, None
+        if kept is not None and kept[0] == os.getpid() and kept[1][0].is_valid:
+            kept[1][0].close()
 
 
 def is_postgres(session_or_engine: Session | Engine) -> bool:

@@ -95,7 +95,7 @@ class Runtime:
     @cached_property
     def pinned(self) -> PinnedConnections:
         """This process's kept connection, for the write every call makes (call_writes)."""
-        return PinnedConnections(self.voice_engine, self.gate, per_thread=False)
+        return PinnedConnections(self.voice_engine, self.gate)
 
     def write(self, work: Callable[[Session], R], *, key: str, voice: bool = False) -> R:
         """Run a webhook's write, committed with the other threads' writes of the moment.

@@ -1,4 +1,4 @@
-"""The connection each thread keeps for the call row's write: commits, rollbacks, replacement."""
+"""The web process's kept connection for the call row: commits, rollbacks, replacement."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def bump(cursor: object) -> None:
     cursor.execute("UPDATE directory_version SET version = version + 1")  # type: ignore[attr-defined]
 
 
-def test_a_transaction_commits_and_the_thread_keeps_its_connection(engine: Engine) -> None:
+def test_a_transaction_commits_and_the_connection_is_kept(engine: Engine) -> None:
     pinned = PinnedConnections(engine)
     before = version(engine)
     with pinned.transaction() as cursor:
@@ -66,31 +66,10 @@ def test_a_driver_error_replaces_the_connection(engine: Engine) -> None:
     assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
-def test_each_thread_has_its_own_and_close_returns_all(engine: Engine) -> None:
-    pinned = PinnedConnections(engine)
-    seen: list[object] = []
-
-    def work() -> None:
-        with pinned.transaction() as cursor:
-            bump(cursor)
-            seen.append(cursor.connection)
-
-    threads = [threading.Thread(target=work) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len({id(connection) for connection in seen}) == 3
-    # The threads have ended; their connections are still checked out until close().
-    assert engine.pool.checkedout() == 3  # type: ignore[attr-defined]
-    pinned.close()
-    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-
-
 def test_the_process_connection_serves_more_threads_than_the_pool_holds(engine: Engine) -> None:
-    # The web process's kept connection (per_thread=False): 20 threads, more than the pool's
+    # The web process's kept connection: 20 threads, more than the pool's
     # 15, all write through one connection, one at a time, and the pool keeps the rest.
-    pinned = PinnedConnections(engine, per_thread=False)
+    pinned = PinnedConnections(engine)
     before = version(engine)
     seen: list[object] = []
     inside: list[int] = []
@@ -146,7 +125,7 @@ def _terminate(engine: Engine, pid: int) -> None:
 def test_a_connection_the_server_closed_is_replaced_before_use(engine: Engine) -> None:
     # What a PostgreSQL restart does to kept and pooled connections: the next use gets a
     # fresh one, without the round trip of a ping on every use.
-    pinned = PinnedConnections(engine, per_thread=False)  # as the web process keeps it
+    pinned = PinnedConnections(engine)
     with pinned.transaction() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         kept = cursor.fetchone()[0]
