@@ -7,7 +7,10 @@ request, so a deactivated user's session and tokens stop working at once.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from flask import Flask, current_app, g, request
 from flask_login import LoginManager, UserMixin, current_user
@@ -57,8 +60,20 @@ class Viewer(UserMixin):
 
 
 def runtime() -> Runtime:
-    found: Runtime = current_app.extensions["callcenter.runtime"]
-    return found
+    return Runtime.of(current_app)
+
+
+def db() -> AbstractContextManager[Session]:
+    """One unit of work on the runtime's database, for the console's views."""
+    return transaction(runtime().sessions)
+
+
+def now() -> datetime:
+    return runtime().now()
+
+
+def zone() -> ZoneInfo:
+    return runtime().settings.timezone
 
 
 def _load_user(user_id: str) -> Viewer | None:

@@ -11,7 +11,7 @@ import csv
 import io
 import logging
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
@@ -30,7 +30,10 @@ from callcenter.recordings import due, holds, lookup, verification
 from callcenter.recordings.states import AccessPurpose
 from console.access import allow
 from console.api import audio_address, grant_access
+from console.auth import db as _db
+from console.auth import now as _now
 from console.auth import runtime, viewer
+from console.auth import zone as _zone
 from console.security import csrf
 
 log = logging.getLogger(__name__)
@@ -46,18 +49,6 @@ MAX_DUE_DAYS = 366
 def _csrf_for_forms() -> None:
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         csrf.protect()
-
-
-def _db() -> Any:
-    return transaction(runtime().sessions)
-
-
-def _now() -> datetime:
-    return runtime().now()
-
-
-def _zone() -> Any:
-    return runtime().settings.timezone
 
 
 def _page() -> int:

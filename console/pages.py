@@ -35,13 +35,15 @@ from callcenter.calls import callbacks as callbacks_module
 from callcenter.calls import listing
 from callcenter.calls.intake import hours_of
 from callcenter.calls.models import CallbackRequest
-from callcenter.db import transaction
 from callcenter.directory import service as directory
 from callcenter.directory.models import Absence, Staff
 from callcenter.localtime import LocalTimeError, parse_local
 from console import chart
 from console.access import SIGNED_IN, allow, public
 from console.auth import Viewer, runtime, viewer
+from console.auth import db as _db
+from console.auth import now as _now
+from console.auth import zone as _zone
 from console.messages import directory_refusal, time_refusal
 from console.security import csrf
 
@@ -66,18 +68,6 @@ def _csrf_for_forms() -> None:
 
 PAGE_SIZE = 50
 CHART_DAYS = 30
-
-
-def _db() -> Any:
-    return transaction(runtime().sessions)
-
-
-def _now() -> datetime:
-    return runtime().now()
-
-
-def _zone() -> Any:
-    return runtime().settings.timezone
 
 
 def _local(at: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
