@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -104,19 +105,7 @@ def place(
         raise HoldError(f"recording {recording_sid} is being deleted by a running sweep")
     hold = LegalHold(recording_id=recording.id, reason=reason, placed_by=actor, placed_at=now)
     session.add(hold)
-    session.flush()
-    retention_log.append(
-        session,
-        RetentionEvent.HOLD_PLACED,
-        now=now,
-        recording_sid=recording_sid,
-        actor=actor,
-        details={
-            "hold_id": hold.id,
-            **notes.reference(notes.keep(session, reason, now=now)),
-            "due_at": recording.due_at.isoformat(),
-        },
-    )
+    _log(session, RetentionEvent.HOLD_PLACED, hold, recording, actor=actor, reason=reason, now=now)
     return hold
 
 
@@ -148,21 +137,45 @@ def release(
     hold.released_at = now
     hold.released_by = actor
     hold.release_reason = reason
+    _log(
+        session,
+        RetentionEvent.HOLD_RELEASED,
+        hold,
+        recording,
+        actor=actor,
+        reason=reason,
+        now=now,
+        past_due=recording.due_at <= now,
+    )
+    return hold
+
+
+def _log(
+    session: Session,
+    event: RetentionEvent,
+    hold: LegalHold,
+    recording: Recording,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+    **more: Any,
+) -> None:
+    """Append a hold's entry: its id, the reason kept beside the chain, the due time."""
     session.flush()
     retention_log.append(
         session,
-        RetentionEvent.HOLD_RELEASED,
+        event,
         now=now,
-        recording_sid=recording_sid,
+        recording_sid=recording.recording_sid,
         actor=actor,
         details={
             "hold_id": hold.id,
             **notes.reference(notes.keep(session, reason, now=now)),
             "due_at": recording.due_at.isoformat(),
-            "past_due": recording.due_at <= now,
+            **more,
         },
     )
-    return hold
 
 
 def active(session: Session) -> list[HoldView]:
