@@ -18,6 +18,7 @@ from callcenter.settings import Settings
 from console import access
 from webhooks import paths
 from webhooks.forms import MAX_BODY_BYTES, WebhookRequest
+from webhooks.front import TwilioFront, plain_error
 from webhooks.recordings import bp as recordings_bp
 from webhooks.status import bp as status_bp
 from webhooks.voice import bp as voice_bp
@@ -59,7 +60,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.register_blueprint(voice_bp)
     app.register_blueprint(recordings_bp)
     app.register_blueprint(status_bp)
-    # Every webhook checks Twilio's signature itself (webhooks.security.twilio_webhook).
+    # Every webhook checks Twilio's signature itself (webhooks.security.twilio_webhook), both
+    # ahead of Flask (webhooks.front) and as a Flask route.
     for endpoint in list(app.view_functions):
         if endpoint.split(".")[0] in (voice_bp.name, recordings_bp.name, status_bp.name):
             access.declare(app, endpoint, access.TWILIO_SIGNED)
@@ -77,14 +79,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     def http_error(exc: HTTPException) -> Response:
         if request.path.startswith("/twilio/"):
             # Twilio (and whoever probes its webhooks) gets a plain line, not an HTML page.
-            detail = exc.description if exc.description != type(exc).description else None
-            text = f"{exc.code} {exc.name}" + (f": {detail}" if detail else "")
-            return Response(text + "\n", status=exc.code or 500, mimetype="text/plain")
+            return plain_error(exc).response()
         if console.handles(request.path):
             return console.error_response(exc)
         response = jsonify({"error": exc.name, "detail": exc.description})
         response.status_code = exc.code or 500
         return response
 
-    metrics.install(app, runtime)
+    # Twilio's webhooks are answered ahead of Flask by the same handlers (webhooks.front).
+    app.wsgi_app = TwilioFront(app.wsgi_app, runtime, metrics.install(app, runtime))  # type: ignore[method-assign]
     return app

@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -352,8 +352,12 @@ def _authorized(token: str) -> bool:
     return hmac.compare_digest(given.strip().encode(), token.encode())
 
 
-def install(app: Flask, runtime: Runtime) -> None:
-    """Serve /metrics on `app` and time its webhooks."""
+def install(app: Flask, runtime: Runtime) -> Callable[[str, int, float], None]:
+    """Serve /metrics on `app` and time its webhooks.
+
+    Returns `observe(route, status, seconds)`, with which `webhooks.front` times the webhooks
+    it answers ahead of Flask (Flask's own are timed by the hooks installed here).
+    """
     latency = Histogram(
         "callcenter_webhook_duration_seconds",
         "Time to answer a Twilio webhook, by route (its path template) and status class",
@@ -376,18 +380,22 @@ def install(app: Flask, runtime: Runtime) -> None:
 
     app.before_request_funcs.setdefault(None, []).insert(0, started)
 
+    def timed(route: str, status: int, seconds: float) -> None:
+        try:
+            latency.labels(route, _status_class(status)).observe(seconds)
+        except Exception as exc:  # a metric never costs a caller their answer
+            log.warning("metrics: latency not recorded: %s", logs.cause(exc))
+
     @app.after_request
     def observe(response: Response) -> Response:
         began = request.environ.get(_STARTED)
         if began is not None:
             rule = request.url_rule
-            try:
-                latency.labels(
-                    rule.rule if rule is not None else UNMATCHED,
-                    _status_class(response.status_code),
-                ).observe(time.perf_counter() - began)
-            except Exception as exc:  # a metric never costs a caller their answer
-                log.warning("metrics: latency not recorded: %s", logs.cause(exc))
+            timed(
+                rule.rule if rule is not None else UNMATCHED,
+                response.status_code,
+                time.perf_counter() - began,
+            )
         return response
 
     @app.get(PATH)
@@ -406,3 +414,5 @@ def install(app: Flask, runtime: Runtime) -> None:
         # The text format (0.0.4) unless the scraper asks for OpenMetrics or a newer text.
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))
         return Response(encode(registry), status=200, content_type=content_type)
+
+    return timed

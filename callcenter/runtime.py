@@ -56,6 +56,9 @@ class Runtime:
     bounds: Bounds | None = None
     _writes: dict[tuple[bool, bool], GroupCommit[Session]] = field(default_factory=dict, repr=False)
     _writes_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # What a driver keeps for this runtime's life, by a name of its own (the voice webhook's
+    # fast path, say): the runtime is what both the Flask routes and webhooks.front are given.
+    kept: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @staticmethod
     def of(app: Any) -> Runtime:

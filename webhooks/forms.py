@@ -8,11 +8,14 @@ without a length, take werkzeug's own path with its limits.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl
 
 from flask import Request
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import get_current_url
 
 # Twilio's webhooks are well under this; anything bigger goes through werkzeug's limits.
 SMALL_FORM_BYTES = 64 * 1024
@@ -60,17 +63,68 @@ class WebhookRequest(Request):
         self._parse_small(environ["wsgi.input"].read(int(length)), content_type)
 
     def _parse_small(self, body: bytes, content_type: str) -> None:
-        if content_type.partition(";")[0].strip().lower() != _URLENCODED:
-            # Not a form: no fields (the views then answer 400 naming the ones they miss).
-            self.__dict__.update(form=TwilioForm(), files=TwilioForm())
-            return
-        try:
-            # As werkzeug does: undecodable percent-escapes are kept, not dropped...
-            form = TwilioForm(
-                parse_qsl(body.decode(), keep_blank_values=True, errors="werkzeug.url_quote")
-            )
-        except UnicodeDecodeError:
-            # ...and a body that is not UTF-8 at all parses as an empty form (werkzeug's silent
-            # mode); the views then answer 400 naming the fields they miss.
-            form = TwilioForm()
-        self.__dict__.update(form=form, files=TwilioForm())
+        self.__dict__.update(form=parse_form(body, content_type), files=TwilioForm())
+
+
+def parse_form(body: bytes, content_type: str) -> TwilioForm:
+    """Parse a small body as werkzeug would: a url-encoded form, else no fields."""
+    if content_type.partition(";")[0].strip().lower() != _URLENCODED:
+        # Not a form: no fields (the views then answer 400 naming the ones they miss).
+        return TwilioForm()
+    try:
+        # As werkzeug does: undecodable percent-escapes are kept, not dropped...
+        return TwilioForm(
+            parse_qsl(body.decode(), keep_blank_values=True, errors="werkzeug.url_quote")
+        )
+    except UnicodeDecodeError:
+        # ...and a body that is not UTF-8 at all parses as an empty form (werkzeug's silent
+        # mode); the views then answer 400 naming the fields they miss.
+        return TwilioForm()
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A webhook request as the webhooks read it, from Flask's request or straight from WSGI.
+
+    `webhooks.front` builds it from the WSGI environ for the small url-encoded bodies Twilio
+    posts; every other request reaches the same handler through Flask (`of_request`).
+    """
+
+    path: str
+    form: TwilioForm
+    environ: dict[str, Any]
+
+    @classmethod
+    def of_request(cls, request: Request) -> Incoming:
+        form = request.form
+        if not isinstance(form, TwilioForm):
+            form = TwilioForm(form.items(multi=True))
+        return cls(request.path, form, request.environ)
+
+    @classmethod
+    def of_environ(cls, environ: dict[str, Any]) -> Incoming | None:
+        """Read a small url-encoded body with a length; None for anything else (Flask reads it)."""
+        length = environ.get("CONTENT_LENGTH") or ""
+        content_type = environ.get("CONTENT_TYPE") or ""
+        if (
+            not length.isdigit()
+            or int(length) > SMALL_FORM_BYTES
+            or content_type.partition(";")[0].strip().lower() != _URLENCODED
+        ):
+            return None
+        body = environ["wsgi.input"].read(int(length))
+        return cls(environ.get("PATH_INFO") or "/", parse_form(body, content_type), environ)
+
+    @property
+    def signature(self) -> str:
+        return str(self.environ.get("HTTP_X_TWILIO_SIGNATURE") or "")
+
+    @property
+    def content_length(self) -> int:
+        length = self.environ.get("CONTENT_LENGTH") or ""
+        return int(length) if length.isdigit() else 0
+
+    @property
+    def url(self) -> str:
+        """The address the request arrived at, as werkzeug reads it (for a URL-mismatch note)."""
+        return str(get_current_url(self.environ))

@@ -11,7 +11,7 @@ import logging
 import re
 from datetime import datetime
 
-from flask import Blueprint, Response, abort, request
+from flask import Blueprint, abort
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
@@ -21,9 +21,12 @@ from callcenter.adapters.twilio_api import RECORDING_SID
 from callcenter.calls import outage
 from callcenter.db import DatabaseTimeout
 from callcenter.recordings.callback import RecordingCallback, check_start_time, record_callback
+from callcenter.runtime import Runtime
 from callcenter.twilio_values import CALL_SID, parse_twilio_time
 from webhooks import paths
-from webhooks.security import MissingField, current_runtime, require, twilio_webhook
+from webhooks.forms import Incoming
+from webhooks.front import Reply, route
+from webhooks.security import MissingField, require, twilio_webhook
 from webhooks.voice import FAILURES
 
 log = logging.getLogger(__name__)
@@ -38,7 +41,7 @@ class BadField(Exception):
     """A field is present but unusable; answered with 400 naming it."""
 
 
-def _bad_request(message: str) -> Response:
+def _bad_request(message: str) -> Reply:
     log.warning("recording-status refused: %s", message)
     abort(400, description=message)
 
@@ -98,12 +101,12 @@ def parse_callback(form: MultiDict[str, str], *, received_at: datetime) -> Recor
     )
 
 
-@bp.post(paths.RECORDING_STATUS)
+@route(bp, paths.RECORDING_STATUS)
 @twilio_webhook
-def recording_status() -> Response:
-    runtime = current_runtime()
+def recording_status(runtime: Runtime, incoming: Incoming) -> Reply:
+    """Store a recording's pending row (downloaded later by the ingestion job); 204."""
     now = runtime.now()
-    form = request.form
+    form = incoming.form
     try:
         fields = require(form, "RecordingSid", "CallSid", "RecordingStatus", "AccountSid")
         status = fields["RecordingStatus"]
@@ -111,7 +114,7 @@ def recording_status() -> Response:
             raise BadField(f"RecordingStatus {status!r} is not one of {', '.join(KNOWN_STATUSES)}")
         if status == "in-progress":
             # Nothing to keep yet; `completed` or `absent` follows.
-            return Response(status=204)
+            return Reply(204)
         callback = parse_callback(form, received_at=now)
     except (MissingField, BadField) as exc:
         return _bad_request(str(exc))
@@ -138,5 +141,5 @@ def recording_status() -> Response:
             logs.cause(exc),
             exc_info=FAILURES.first(exc),
         )
-        return Response("temporarily unavailable", status=503, mimetype="text/plain")
-    return Response(status=204)
+        return Reply(503, b"temporarily unavailable", "text/plain")
+    return Reply(204)

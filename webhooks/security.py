@@ -9,9 +9,9 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from flask import abort, current_app, request
+from flask import abort, current_app
 from twilio.request_validator import RequestValidator, compare
 from werkzeug.datastructures import MultiDict
 
@@ -19,11 +19,9 @@ from callcenter import logs
 from callcenter.runtime import Runtime
 from callcenter.settings import Settings
 from callcenter.twilio_values import malformed_sids
-from webhooks.forms import MAX_BODY_BYTES
+from webhooks.forms import MAX_BODY_BYTES, Incoming, TwilioForm
 
 log = logging.getLogger(__name__)
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class MissingField(Exception):
@@ -35,12 +33,8 @@ class MissingField(Exception):
 
 
 def current_runtime() -> Runtime:
-    """The runtime of the app serving this request: the one accessor every webhook uses."""
+    """The runtime of the app serving a Flask request (the front hands handlers theirs)."""
     return Runtime.of(current_app)
-
-
-def settings() -> Settings:
-    return current_runtime().settings
 
 
 @functools.lru_cache(maxsize=4)
@@ -56,15 +50,15 @@ def _tokens(current: Settings) -> list[str]:
     return tokens
 
 
-def _signed_with(validator: RequestValidator, url: str, signature: str) -> bool:
+def _signed_with(validator: RequestValidator, url: str, form: TwilioForm, signature: str) -> bool:
     # Twilio signs the URL exactly as configured; try that first, then let the library try
     # its port variants (https with and without :443) before refusing.
-    if compare(validator.compute_signature(url, request.form), signature):
+    if compare(validator.compute_signature(url, form), signature):
         return True
-    return bool(validator.validate(url, request.form, signature))
+    return bool(validator.validate(url, form, signature))
 
 
-def signature_problem() -> str | None:
+def signature_problem(current: Settings, incoming: Incoming) -> str | None:
     """Return None for a request signed by our account for this URL, else what is wrong.
 
     Rules: the signature is checked against PUBLIC_BASE_URL + path, with TWILIO_AUTH_TOKEN and
@@ -73,66 +67,66 @@ def signature_problem() -> str | None:
     PUBLIC_BASE_URL other than the number's webhook address). What the signature should have
     been is never said.
     """
-    signature = request.headers.get("X-Twilio-Signature", "")
+    signature = incoming.signature
     if not signature:
         return "missing signature"
-    current = settings()
-    url = current.url_for(request.path)
+    url = current.url_for(incoming.path)
+    form = incoming.form
     validators = [_validator(token) for token in _tokens(current)]
-    if any(_signed_with(validator, url, signature) for validator in validators):
+    if any(_signed_with(validator, url, form, signature) for validator in validators):
         return None
-    if request.url != url and any(
-        _signed_with(validator, request.url, signature) for validator in validators
+    arrived = incoming.url
+    if arrived != url and any(
+        _signed_with(validator, arrived, form, signature) for validator in validators
     ):
-        return f"URL mismatch: signed for {logs.escape(request.url)}, not PUBLIC_BASE_URL + path"
+        return f"URL mismatch: signed for {logs.escape(arrived)}, not PUBLIC_BASE_URL + path"
     return "wrong signature"
 
 
-def signature_is_valid() -> bool:
-    return signature_problem() is None
-
-
-def foreign_account() -> bool:
+def foreign_account(current: Settings, form: MultiDict[str, str]) -> bool:
     """Whether a signed request names an AccountSid other than ours (a subaccount's, say)."""
-    account = (request.form.get("AccountSid") or "").strip()
-    expected = settings().twilio_account_sid
+    account = (form.get("AccountSid") or "").strip()
+    expected = current.twilio_account_sid
     return bool(account and expected and account != expected)
 
 
-def twilio_webhook(view: F) -> F:
-    """Refuse (403) any request not signed by our Twilio account for this exact URL.
+def refuse_unless_ours(current: Settings, incoming: Incoming) -> None:
+    """Raise 403 for any request not signed by our Twilio account for this exact URL.
 
     Rules: a signed request whose SID fields are not of Twilio's form (two letters, 32 hex
     digits) is refused with 400 on every webhook; one signed with our token but naming another
     AccountSid is refused the same way on every webhook (403): it is not ours to store or to
     answer.
     """
+    path = logs.escape(incoming.path)
+    if incoming.content_length > MAX_BODY_BYTES:
+        # Refused before anything is read, signed or not (a chunked one: when it is read).
+        abort(413)
+    problem = signature_problem(current, incoming)
+    if problem is not None:
+        log.warning("refused a request to %s: %s", path, problem)
+        abort(403)
+    malformed = malformed_sids(incoming.form)
+    if malformed:
+        log.warning("refused a request to %s: malformed %s", path, ", ".join(malformed))
+        abort(400, description="not a Twilio SID: " + ", ".join(malformed))
+    if foreign_account(current, incoming.form):
+        log.warning("refused a signed request to %s about another account", path)
+        abort(403)
 
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if (request.content_length or 0) > MAX_BODY_BYTES:
-            # Refused before anything is read, signed or not (a chunked one: when it is read).
-            abort(413)
-        problem = signature_problem()
-        if problem is not None:
-            log.warning("refused a request to %s: %s", logs.escape(request.path), problem)
-            abort(403)
-        malformed = malformed_sids(request.form)
-        if malformed:
-            log.warning(
-                "refused a request to %s: malformed %s",
-                logs.escape(request.path),
-                ", ".join(malformed),
-            )
-            abort(400, description="not a Twilio SID: " + ", ".join(malformed))
-        if foreign_account():
-            log.warning(
-                "refused a signed request to %s about another account", logs.escape(request.path)
-            )
-            abort(403)
-        return view(*args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+Handler = Callable[[Runtime, Incoming], Any]
+
+
+def twilio_webhook(handler: Handler) -> Handler:
+    """A webhook handler that runs only for requests `refuse_unless_ours` lets through."""
+
+    @functools.wraps(handler)
+    def wrapper(runtime: Runtime, incoming: Incoming) -> Any:
+        refuse_unless_ours(runtime.settings, incoming)
+        return handler(runtime, incoming)
+
+    return wrapper
 
 
 # Twilio's SIDs, statuses and numbers are far shorter; a longer value is not Twilio's, and

@@ -12,13 +12,16 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from flask import Blueprint, Response, request
+from flask import Blueprint
 from sqlalchemy.exc import DBAPIError
 
 from callcenter import logs, phones
 from callcenter.calls import outcomes
+from callcenter.runtime import Runtime
 from webhooks import paths
-from webhooks.security import current_runtime, twilio_webhook
+from webhooks.forms import Incoming
+from webhooks.front import Reply, route
+from webhooks.security import twilio_webhook
 from webhooks.voice import FAILURES
 
 log = logging.getLogger(__name__)
@@ -32,8 +35,8 @@ ATTEMPTS = 3
 RETRY_PAUSE_SECONDS = 0.05
 
 
-def _plain(text: str, status: int) -> Response:
-    return Response(text, status=status, mimetype="text/plain")
+def _plain(text: str, status: int) -> Reply:
+    return Reply(status, text.encode(), "text/plain")
 
 
 def with_retries(work: Callable[[], T]) -> T:
@@ -55,17 +58,15 @@ def _transient(exc: DBAPIError) -> bool:
     return code in ("40P01", "40001") or "database is locked" in str(exc.orig)
 
 
-@bp.post(paths.STATUS)
+@route(bp, paths.STATUS)
 @twilio_webhook
-def status() -> Response:
+def status(runtime: Runtime, incoming: Incoming) -> Reply:
     """Store one call progress event and fold it into the call's outcome."""
-    form = request.form.to_dict(flat=True)
+    form = incoming.form.to_dict(flat=True)
     try:
         event = outcomes.status_event(form)
     except outcomes.BadEvent as exc:
         return _plain(str(exc), 400)
-    runtime = current_runtime()
-
     now = runtime.now()
 
     def work() -> str:
@@ -95,4 +96,4 @@ def status() -> Response:
             phones.mask(form.get("From")),
             phones.mask(form.get("To")),
         )
-    return Response(status=204)
+    return Reply(204)

@@ -11,9 +11,8 @@ import functools
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint
 from flask.blueprints import BlueprintSetupState
 from sqlalchemy.orm import Session
 from twilio.twiml.voice_response import VoiceResponse
@@ -27,7 +26,9 @@ from callcenter.db import deadline, transaction
 from callcenter.runtime import Runtime
 from callcenter.settings import Settings
 from webhooks import paths, twiml
-from webhooks.security import MissingField, current_runtime, require, twilio_webhook
+from webhooks.forms import Incoming
+from webhooks.front import Reply, route
+from webhooks.security import MissingField, require, twilio_webhook
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,8 @@ bp = Blueprint("voice", __name__)
 FAILURES = logs.OncePerOutage()
 
 
-# Where the app keeps this process's fast path for /twilio/voice.
-_VOICE_PATH = "callcenter.voice_path"
+# Where the runtime keeps its fast path for /twilio/voice (made as the app is built).
+_VOICE_PATH = "webhooks.voice_path"
 
 
 @bp.record_once
@@ -48,53 +49,52 @@ def _keep_voice_path(state: BlueprintSetupState) -> None:
     def render(settings: Settings, answer: calls.Answer) -> bytes:
         return str(_render(settings, answer, first_contact=True)).encode()
 
-    state.app.extensions[_VOICE_PATH] = VoicePath(
+    runtime.kept[_VOICE_PATH] = VoicePath(
         lambda: runtime.settings, runtime.directory, runtime.voice_engine, render
     )
 
 
-def _voice_path() -> VoicePath:
-    path: VoicePath = current_app.extensions[_VOICE_PATH]
+def _voice_path(runtime: Runtime) -> VoicePath:
+    path: VoicePath = runtime.kept[_VOICE_PATH]
     return path
 
 
-def _xml(response: VoiceResponse | bytes) -> Response:
-    body = response if isinstance(response, bytes) else str(response)
-    return Response(body, status=200, mimetype="text/xml")
+def _xml(response: VoiceResponse | bytes) -> Reply:
+    body = response if isinstance(response, bytes) else str(response).encode()
+    return Reply(200, body, "text/xml")
 
 
-View = Callable[..., VoiceResponse | bytes]
+View = Callable[[Runtime, Incoming], VoiceResponse | bytes]
+OnError = Callable[[Runtime, Incoming], VoiceResponse]
 
 
-def _caller_fallback() -> VoiceResponse:
-    return twiml.fallback(current_runtime().settings, apology=True)
+def _caller_fallback(runtime: Runtime, incoming: Incoming) -> VoiceResponse:
+    return twiml.fallback(runtime.settings, apology=True)
 
 
-def _twiml_route(
-    on_error: Callable[[], VoiceResponse],
-) -> Callable[[View], Callable[..., Response]]:
+def _twiml_route(on_error: OnError) -> Callable[[View], Callable[[Runtime, Incoming], Reply]]:
     """Render a view's TwiML; on any failure, answer `on_error()` (TwiML) instead of a 500."""
 
-    def decorate(view: View) -> Callable[..., Response]:
+    def decorate(view: View) -> Callable[[Runtime, Incoming], Reply]:
         @functools.wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Response:
+        def wrapper(runtime: Runtime, incoming: Incoming) -> Reply:
             try:
                 # A caller is on the line: no database wait may outlast the bound.
-                with deadline(current_runtime().settings.voice_database_timeout_ms / 1000):
-                    return _xml(view(*args, **kwargs))
+                with deadline(runtime.settings.voice_database_timeout_ms / 1000):
+                    return _xml(view(runtime, incoming))
             except (MissingField, outcomes.BadEvent) as exc:
-                return Response(str(exc), status=400, mimetype="text/plain")
+                return Reply(400, str(exc).encode(), "text/plain")
             except HTTPException:
                 raise  # 403 for a bad signature, and the like: answers, not failures
             except Exception as exc:
                 # One line per call with the cause; the traceback once per outage.
                 log.error(
                     "voice route %s failed, answered with the fallback: %s",
-                    request.path,
+                    incoming.path,
                     logs.cause(exc),
                     exc_info=FAILURES.first(exc),
                 )
-                return _xml(on_error())
+                return _xml(on_error(runtime, incoming))
 
         return wrapper
 
@@ -105,19 +105,18 @@ def _twiml_route(
 voice_route = _twiml_route(_caller_fallback)
 
 
-def _whisper_fallback() -> VoiceResponse:
+def _whisper_fallback(runtime: Runtime, incoming: Incoming) -> VoiceResponse:
     # On the callee's leg no <Dial> is allowed: ask to accept, naming no one.
-    return twiml.whisper_prompt(current_runtime().settings, speech.WHISPER_UNKNOWN)
+    return twiml.whisper_prompt(runtime.settings, speech.WHISPER_UNKNOWN)
 
 
-@bp.post(paths.VOICE)
+@route(bp, paths.VOICE)
 @voice_route
 @twilio_webhook
-def voice() -> bytes:
+def voice(runtime: Runtime, incoming: Incoming) -> bytes:
     """A call arrives: the notice, then the dial; or the hours and a callback offer."""
-    form = require(request.form, "CallSid", "From", "To")
-    runtime = current_runtime()
-    path, now = _voice_path(), runtime.now()
+    form = require(incoming.form, "CallSid", "From", "To")
+    path, now = _voice_path(runtime), runtime.now()
     # Kept connections, not an ORM session: this is the path every call takes. Calls arriving
     # together are committed together (db.GroupCommit).
     started = runtime.call_writes.run(
@@ -157,22 +156,21 @@ def _render(settings: Settings, answer: calls.Answer, *, first_contact: bool) ->
     return twiml.callback_offer(settings, answer.message, caller_withheld=answer.caller_withheld)
 
 
-@bp.post(paths.FALLBACK)
+@route(bp, paths.FALLBACK)
 @voice_route
 @twilio_webhook
-def fallback() -> VoiceResponse:
+def fallback(runtime: Runtime, incoming: Incoming) -> VoiceResponse:
     """Twilio's Fallback URL: the notice and the fallback number, touching no database."""
-    return twiml.fallback(current_runtime().settings, apology=True)
+    return twiml.fallback(runtime.settings, apology=True)
 
 
-@bp.post(paths.DIAL_COMPLETE)
+@route(bp, paths.DIAL_COMPLETE)
 @voice_route
 @twilio_webhook
-def dial_complete() -> VoiceResponse:
+def dial_complete(runtime: Runtime, incoming: Incoming) -> VoiceResponse:
     """A dial ended: done if answered; otherwise the next target, then a callback offer."""
-    form = require(request.form, "CallSid", "DialCallStatus")
-    runtime = current_runtime()
-    fields, now = request.form.to_dict(flat=True), runtime.now()
+    form = require(incoming.form, "CallSid", "DialCallStatus")
+    fields, now = incoming.form.to_dict(flat=True), runtime.now()
 
     def work(session: Session) -> calls.Answer | bool | None:
         call = calls.find_call(session, form["CallSid"])
@@ -189,29 +187,28 @@ def dial_complete() -> VoiceResponse:
         return twiml.callback_offer(
             runtime.settings,
             [speech.NOBODY_AVAILABLE],
-            caller_withheld=phones.is_withheld(request.form.get("From")),
+            caller_withheld=phones.is_withheld(incoming.form.get("From")),
         )
     if answer is None or answer is True:  # True: never returned; for the type checker
         return twiml.hang_up()
     return _render(runtime.settings, answer, first_contact=False)
 
 
-def _fallback_ended_on_error() -> VoiceResponse:
+def _fallback_ended_on_error(runtime: Runtime, incoming: Incoming) -> VoiceResponse:
     # Never dial again from here: with the database gone, that would ring the fallback number
     # over and over. Answered: the conversation is over; else the apology.
-    answered = (request.form.get("DialCallStatus") or "") in outcomes.DIAL_ANSWERED
-    return twiml.fallback_ended(current_runtime().settings, answered=answered)
+    answered = (incoming.form.get("DialCallStatus") or "") in outcomes.DIAL_ANSWERED
+    return twiml.fallback_ended(runtime.settings, answered=answered)
 
 
-@bp.post(paths.FALLBACK_DIAL_COMPLETE)
+@route(bp, paths.FALLBACK_DIAL_COMPLETE)
 @_twiml_route(_fallback_ended_on_error)
 @twilio_webhook
-def fallback_dial_complete() -> VoiceResponse:
+def fallback_dial_complete(runtime: Runtime, incoming: Incoming) -> VoiceResponse:
     """The dial to FALLBACK_NUMBER ended: log it like any dial; done, or an apology."""
-    form = require(request.form, "CallSid", "DialCallStatus")
-    runtime = current_runtime()
+    form = require(incoming.form, "CallSid", "DialCallStatus")
     status = form["DialCallStatus"].strip().lower()
-    fields, now = request.form.to_dict(flat=True), runtime.now()
+    fields, now = incoming.form.to_dict(flat=True), runtime.now()
 
     def work(session: Session) -> bool:
         call = calls.find_call(session, form["CallSid"])
@@ -222,19 +219,18 @@ def fallback_dial_complete() -> VoiceResponse:
     if not runtime.write(work, key=form["CallSid"]):
         # The voice route failed before writing the row: there is nothing to log it on.
         log.warning("fallback dial-complete for unknown call %s", form["CallSid"])
-    if status == "canceled" or request.form.get("CallStatus") == "completed":
+    if status == "canceled" or incoming.form.get("CallStatus") == "completed":
         return twiml.hang_up()
     return twiml.fallback_ended(runtime.settings, answered=status in outcomes.DIAL_ANSWERED)
 
 
-@bp.post(paths.SURVEY)
+@route(bp, paths.SURVEY)
 @voice_route
 @twilio_webhook
-def survey_answer() -> VoiceResponse:
+def survey_answer(runtime: Runtime, incoming: Incoming) -> VoiceResponse:
     """The caller's rating, 1-5: stored on the call and thanked; anything else: goodbye."""
-    form = require(request.form, "CallSid")
-    runtime = current_runtime()
-    rating = survey.parse_answer(request.form.get("Digits"))
+    form = require(incoming.form, "CallSid")
+    rating = survey.parse_answer(incoming.form.get("Digits"))
     if rating is None:
         return twiml.say_and_hang_up(runtime.settings, speech.GOODBYE)
     call_sid = form["CallSid"]
@@ -246,10 +242,10 @@ def survey_answer() -> VoiceResponse:
     return twiml.say_and_hang_up(runtime.settings, speech.SURVEY_THANKS)
 
 
-@bp.post(paths.WHISPER)
+@route(bp, paths.WHISPER)
 @_twiml_route(_whisper_fallback)
 @twilio_webhook
-def whisper() -> VoiceResponse:
+def whisper(runtime: Runtime, incoming: Incoming) -> VoiceResponse:
     """On the substitute's leg: say whose call it is, connect only on a key press of 1.
 
     Twilio's request to a <Number url> carries the callee's leg as `CallSid`, the caller's
@@ -257,14 +253,13 @@ def whisper() -> VoiceResponse:
     adds `Digits`. A press of 1 is stored (an `accept` event) before the leg is bridged: the
     leg counts as answered only then. If storing fails, the route's error answer asks again.
     """
-    form = require(request.form, "CallSid")
-    digits = request.form.get("Digits")
-    runtime = current_runtime()
+    form = require(incoming.form, "CallSid")
+    digits = incoming.form.get("Digits")
     settings = runtime.settings
     if digits is not None:
         if digits.strip() != "1":
             return twiml.whisper_declined(settings)
-        fields, now = request.form.to_dict(flat=True), runtime.now()
+        fields, now = incoming.form.to_dict(flat=True), runtime.now()
         known = runtime.write(
             lambda session: outcomes.record_accept(session, settings, fields, now=now),
             key=fields.get("ParentCallSid") or form["CallSid"],
@@ -272,11 +267,11 @@ def whisper() -> VoiceResponse:
         if not known:
             log.warning("whisper accepted on leg %s without a known parent call", form["CallSid"])
         return twiml.accept()
-    parent_sid = request.form.get("ParentCallSid", "")
-    to = request.form.get("To", "")
+    parent_sid = incoming.form.get("ParentCallSid", "")
+    to = incoming.form.get("To", "")
     for_name = None
     # A read only: no place in the writers' queue.
-    with transaction(current_runtime().voice_sessions) as session:
+    with transaction(runtime.voice_sessions) as session:
         call = calls.find_call(session, parent_sid) if parent_sid else None
         if call is not None:
             for_name = calls.substitute_for(call, to)
@@ -286,16 +281,15 @@ def whisper() -> VoiceResponse:
     return twiml.whisper_prompt(settings, for_name)
 
 
-@bp.post(paths.CALLBACK_REQUEST)
+@route(bp, paths.CALLBACK_REQUEST)
 @voice_route
 @twilio_webhook
-def callback_request() -> VoiceResponse:
+def callback_request(runtime: Runtime, incoming: Incoming) -> VoiceResponse:
     """The caller's answer to the callback offer: 1 = this number, 2 = key in another."""
-    form = require(request.form, "CallSid")
-    digits = (request.form.get("Digits") or "").strip().rstrip("#")
-    runtime = current_runtime()
+    form = require(incoming.form, "CallSid")
+    digits = (incoming.form.get("Digits") or "").strip().rstrip("#")
     settings = runtime.settings
-    caller = request.form.get("From", "")
+    caller = incoming.form.get("From", "")
     withheld = phones.is_withheld(caller)
     if digits == "2" or (digits == "1" and withheld):
         return twiml.enter_number(settings)
