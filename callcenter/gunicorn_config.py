@@ -2,7 +2,7 @@
 
 The Procfile's `web` and `callcenter web` both run gunicorn with this file, so they are the same
 process reading the same settings: `PORT` (bind 0.0.0.0:PORT, else 8000), `WEB_CONCURRENCY`
-(worker processes, default 2), `WEB_THREADS` (threads per worker, default 8), `LOG_FORMAT`.
+(worker processes, default 2), `WEB_THREADS` (threads per worker, default 16), `LOG_FORMAT`.
 
 Why threads (gthread): a sync worker is held for the whole of a request, so two clients that
 send headers and half a body hold both workers while every call waits (issue 15). gthread's
@@ -32,7 +32,10 @@ def _int(name: str, default: int) -> int:
 bind = [f"0.0.0.0:{_int('PORT', 8000)}"]
 workers = _int("WEB_CONCURRENCY", 2)
 worker_class = "gthread"
-threads = _int("WEB_THREADS", 8)
+# 16, not 8: more threads put more writes in each group commit, and on PostgreSQL each commit
+# waits for its WAL flush (benchmarks/README.md: status events 0.18-0.24 of the bare app with
+# 16 threads against 0.13-0.15 with 8, voice 0.31-0.33 against 0.24-0.29; SQLite alike).
+threads = _int("WEB_THREADS", 16)
 # The app is built once in the master: a bad setting or an old schema stops the server with
 # one line, before any worker starts.
 preload_app = True
