@@ -24,10 +24,21 @@ from psycopg import errors as pg_errors
 from psycopg import waiting as pg_waiting
 from psycopg.adapt import AdaptersMap
 from psycopg.conninfo import conninfo_attempts, conninfo_to_dict, make_conninfo
-from sqlalchemy import BigInteger, DateTime, Engine, Integer, Text, create_engine, event
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    Text,
+    create_engine,
+    event,
+)
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
 from sqlalchemy.types import TypeDecorator
 
 # How long a SQLite writer waits for another writer's lock before giving up.
@@ -460,6 +471,116 @@ class PinnedConnections:
             kept, self._kept = self._kept, None
         if kept is not None and kept[0] == os.getpid() and kept[1][0].is_valid:
             kept[1][0].close()
+
+
+class _Compiled:
+    """One statement as one dialect runs it: SQL text, parameter order and value processors."""
+
+    __slots__ = ("binds", "names", "positional", "results", "sql")
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect, keys: tuple[str, ...]) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=list(keys)))
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            raise TypeError("a statement with Python-side defaults is not prepared")
+        self.sql = compiled.string
+        self.positional = compiled.positional
+        self.names = tuple(compiled.positiontup or ()) if compiled.positional else ()
+        self.binds = {
+            name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+            for name, bind in compiled.binds.items()
+        }
+        columns = getattr(statement, "exported_columns", ())
+        self.results = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+        )
+
+    def parameters(self, values: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        processed = {}
+        for name, value in values.items():
+            process = self.binds.get(name)
+            processed[name] = value if process is None or value is None else process(value)
+        if self.positional:
+            return tuple(processed[name] for name in self.names)
+        return processed
+
+    def row(self, raw: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(
+            value if process is None or value is None else process(value)
+            for process, value in zip(self.results, raw, strict=True)
+        )
+
+
+_CONNECTION = "callcenter.connection"
+
+
+def _connection_of(session: Session) -> Connection:
+    """The session's connection in its current transaction, kept for the transaction's life.
+
+    `Session.connection()` walks the session's transaction state on every call; an event runs
+    four statements, so the connection is looked up once per transaction.
+    """
+    transaction = session.get_transaction()
+    kept = session.info.get(_CONNECTION)
+    if kept is not None and transaction is not None and kept[0] is transaction:
+        return cast(Connection, kept[1])
+    connection = session.connection()
+    session.info[_CONNECTION] = (session.get_transaction(), connection)
+    return connection
+
+
+class Prepared:
+    """A Core statement compiled once per dialect and run on the session's DB-API cursor.
+
+    For the statements every status callback runs: SQLAlchemy's execution machinery (compiled
+    cache lookup, execution context, result set-up) costs more than the database's own work on
+    them (the webhook benchmarks measure it). The statement runs in the session's transaction,
+    on its connection; parameters go through the bound types' own bind processors and results
+    through the columns' result processors, so values are written and read as SQLAlchemy would.
+    A driver's error is raised as SQLAlchemy's DBAPIError, as `Connection.execute` raises it.
+    A statement with Python-side defaults is refused (its defaults would not be computed).
+    """
+
+    def __init__(self, statement: ClauseElement) -> None:
+        self.statement = statement
+        self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
+
+    def rows(self, session: Session, values: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Run the statement with `values`; return its rows (none for a DML without RETURNING)."""
+        connection = _connection_of(session)
+        dialect = connection.dialect
+        keys = tuple(values)
+        compiled = self._compiled.get((dialect.name, keys))
+        if compiled is None:
+            compiled = self._compiled.setdefault(
+                (dialect.name, keys), _Compiled(self.statement, dialect, keys)
+            )
+        parameters = compiled.parameters(values)
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        cursor = driver.cursor()
+        try:
+            cursor.execute(compiled.sql, parameters)
+            raw = cursor.fetchall() if cursor.description is not None else []
+        except dialect.loaded_dbapi.Error as exc:
+            invalidated = dialect.is_disconnect(exc, driver, cursor)
+            if invalidated:
+                connection.invalidate(exc)
+            raise DBAPIError.instance(
+                compiled.sql,
+                parameters,
+                exc,
+                dialect.loaded_dbapi.Error,
+                connection_invalidated=invalidated,
+                dialect=dialect,
+            ) from exc
+        finally:
+            cursor.close()
+        return [compiled.row(row) for row in raw]
+
+    def scalar(self, session: Session, values: dict[str, Any]) -> Any:
+        """The first column of the first row, or None when there is no row."""
+        found = self.rows(session, values)
+        return found[0][0] if found else None
 
 
 def is_postgres(session_or_engine: Session | Engine) -> bool:

@@ -53,7 +53,7 @@ from callcenter.calls import intake as calls
 from callcenter.calls.models import Call, CallEvent
 from callcenter.calls.routing import Leg, Plan
 from callcenter.calls.states import EventKind, Outcome
-from callcenter.db import is_postgres
+from callcenter.db import Prepared, is_postgres
 from callcenter.directory.models import Staff
 from callcenter.directory.snapshot import DirectoryCache
 from callcenter.settings import Settings
@@ -272,27 +272,33 @@ class EventRow:
 
 _CALL_COLUMNS = [_CALLS.c[name] for name in CallRow.__dataclass_fields__]
 # Two fixed parameters instead of an expanding IN: no SQL rendered again per request.
-_FIND_CALLS = select(*_CALL_COLUMNS).where(
+# The reads and the insert every event makes run on the DB-API cursor (db.Prepared); the
+# update stays SQLAlchemy's, which computes `updated_at` (its onupdate).
+_FIND = select(*_CALL_COLUMNS).where(
     _CALLS.c.call_sid.in_([bindparam("parent_sid"), bindparam("sid")])
 )
-_READ_CALL = select(*_CALL_COLUMNS).where(_CALLS.c.id == bindparam("call_id"))
+_FIND_CALLS = Prepared(_FIND)
+_READ = select(*_CALL_COLUMNS).where(_CALLS.c.id == bindparam("call_id"))
+_READ_CALL = Prepared(_READ)
 # key_share makes this FOR NO KEY UPDATE on PostgreSQL, which leaves alone the KEY SHARE lock
 # each event's foreign key takes on this row; FOR UPDATE would deadlock two events.
-_LOCK_CALL_ROW = _READ_CALL.with_for_update(of=_CALLS, key_share=True)
-_LOCK_CALLS = _FIND_CALLS.with_for_update(of=_CALLS, key_share=True)
-_EVENTS_OF = (
+_LOCK_CALL_ROW = Prepared(_READ.with_for_update(of=_CALLS, key_share=True))
+_LOCK_CALLS = Prepared(_FIND.with_for_update(of=_CALLS, key_share=True))
+_EVENTS_OF = Prepared(
     select(*(_EVENTS.c[name] for name in EventRow.__dataclass_fields__))
     .where(_EVENTS.c.call_id == bindparam("call_id"))
     .order_by(_EVENTS.c.id)
 )
 _INSERT_EVENT = {
-    name: dialect.insert(_EVENTS)
-    .on_conflict_do_nothing(index_elements=["dedupe_key"])
-    .returning(_EVENTS.c.id)
+    name: Prepared(
+        dialect.insert(_EVENTS)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(_EVENTS.c.id)
+    )
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
 _UPDATE_CALL = update(_CALLS).where(_CALLS.c.id == bindparam("call_id"))
-_STAFF_ID = select(Staff.id).where(Staff.key == bindparam("key"))
+_STAFF_ID = Prepared(select(Staff.id).where(Staff.key == bindparam("key")))
 # The call as an ORM object, for `callbacks`; who answered is not needed there.
 _LOAD_CALL = select(Call).where(Call.id == bindparam("call_id")).options(lazyload(Call.answered_by))
 # The same under the row lock, for `dial_ended`, which hands the call on to routing. It loads
@@ -314,19 +320,21 @@ def find_parent(session: Session, form: Mapping[str, str], *, lock: bool = False
     if not (parent_sid or sid):
         return None
     params = {"parent_sid": parent_sid or sid, "sid": sid or parent_sid}
-    rows = session.connection().execute(_LOCK_CALLS if lock else _FIND_CALLS, params)
-    found = {row.call_sid: CallRow(*row) for row in rows}
+    rows = (_LOCK_CALLS if lock else _FIND_CALLS).rows(session, params)
+    found = {row[1]: CallRow(*row) for row in rows}
     return found.get(parent_sid) or found.get(sid)
 
 
 def read_call(session: Session, call_id: int) -> CallRow:
     """Read the call without a lock, to decide on before writing."""
-    return CallRow(*session.connection().execute(_READ_CALL, {"call_id": call_id}).one())
+    (row,) = _READ_CALL.rows(session, {"call_id": call_id})
+    return CallRow(*row)
 
 
 def lock_row(session: Session, call_id: int) -> CallRow:
     """Read the call under a row lock so events applied at once queue up, not overwrite."""
-    return CallRow(*session.connection().execute(_LOCK_CALL_ROW, {"call_id": call_id}).one())
+    (row,) = _LOCK_CALL_ROW.rows(session, {"call_id": call_id})
+    return CallRow(*row)
 
 
 def lock_call(session: Session, call_id: int) -> Call:
@@ -335,8 +343,7 @@ def lock_call(session: Session, call_id: int) -> Call:
 
 
 def events_of(session: Session, call_id: int) -> list[EventRow]:
-    rows = session.connection().execute(_EVENTS_OF, {"call_id": call_id})
-    return [EventRow(*row) for row in rows]
+    return [EventRow(*row) for row in _EVENTS_OF.rows(session, {"call_id": call_id})]
 
 
 def store_event(session: Session, call_id: int, event: Event, now: datetime) -> int | None:
@@ -355,7 +362,8 @@ def store_event(session: Session, call_id: int, event: Event, now: datetime) -> 
         "payload": event.payload,
         "received_at": now,
     }
-    return session.connection().execute(statement, values).scalar()
+    found: int | None = statement.scalar(session, values)
+    return found
 
 
 # Deriving the outcome -----------------------------------------------------------------------
@@ -647,7 +655,7 @@ def _answered_values(session: Session, call: CallRow, derived: Derived) -> dict[
     values: dict[str, Any] = {}
     leg = derived.answered_leg
     if leg is not None:
-        values["answered_by_id"] = session.connection().scalar(_STAFF_ID, {"key": leg.staff_key})
+        values["answered_by_id"] = _STAFF_ID.scalar(session, {"key": leg.staff_key})
         values["as_substitute"] = leg.for_key is not None
     if derived.answered_at is not None:
         values["answered_at"] = derived.answered_at
