@@ -476,7 +476,7 @@ class PinnedConnections:
 class _Compiled:
     """One statement as one dialect runs it: SQL text, parameter order and value processors."""
 
-    __slots__ = ("binds", "names", "positional", "results", "sql")
+    __slots__ = ("binds", "fixed", "names", "positional", "results", "sql")
 
     def __init__(self, statement: ClauseElement, dialect: Dialect, keys: tuple[str, ...]) -> None:
         compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=list(keys)))
@@ -489,16 +489,25 @@ class _Compiled:
             name: bind.type.dialect_impl(dialect).bind_processor(dialect)
             for name, bind in compiled.binds.items()
         }
+        # The statement's own values (`.values(step=0)`, say): bound, processed, once.
+        self.fixed = {
+            name: self._processed(name, bind.effective_value)
+            for name, bind in compiled.binds.items()
+            if name not in keys and not bind.required
+        }
         columns = getattr(statement, "exported_columns", ())
         self.results = tuple(
             column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
         )
 
+    def _processed(self, name: str, value: Any) -> Any:
+        process = self.binds.get(name)
+        return value if process is None or value is None else process(value)
+
     def parameters(self, values: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
-        processed = {}
+        processed = dict(self.fixed)
         for name, value in values.items():
-            process = self.binds.get(name)
-            processed[name] = value if process is None or value is None else process(value)
+            processed[name] = self._processed(name, value)
         if self.positional:
             return tuple(processed[name] for name in self.names)
         return processed

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from callcenter.calls.models import Call
 from callcenter.calls.states import Outcome
-from callcenter.db import is_postgres
+from callcenter.db import Prepared, is_postgres
 from callcenter.directory.models import Line
 
 log = logging.getLogger(__name__)
@@ -55,12 +55,18 @@ def _insert_statement(postgres: bool) -> Any:
             after_hours=False,
             outcome=Outcome.IN_PROGRESS,
             as_substitute=False,
+            # Its default, written out: a Python-side default would not be applied by db.Prepared.
+            recorded=False,
             started_at=bindparam("started_at"),
             updated_at=bindparam("started_at"),
         )
         .on_conflict_do_nothing(index_elements=["call_sid"])
         .returning(Call.id)
     )
+
+
+# Run on the DB-API cursor (db.Prepared): every status and recording callback runs it.
+_INSERT = {postgres: Prepared(_insert_statement(postgres)) for postgres in (False, True)}
 
 
 def record_unknown_call(
@@ -74,22 +80,18 @@ def record_unknown_call(
     # The line from a subquery, not a read before the write: on SQLite a transaction that
     # reads and then writes fails at once if another writer committed in between.
     # Core, not the ORM: the ORM's bulk-insert path costs more than the statement itself.
-    inserted = (
-        session.connection()
-        .execute(
-            _insert_statement(is_postgres(session)),
-            {
-                "call_sid": call_sid,
-                "from_number": from_number or UNKNOWN,
-                "to_number": to_number or UNKNOWN,
-                "started_at": started_at,
-            },
-        )
-        .first()
+    inserted = _INSERT[is_postgres(session)].rows(
+        session,
+        {
+            "call_sid": call_sid,
+            "from_number": from_number or UNKNOWN,
+            "to_number": to_number or UNKNOWN,
+            "started_at": started_at,
+        },
     )
-    if inserted is not None:
+    if inserted:
         log.warning("call %s was answered by the fallback; its row is written now", call_sid)
-    return inserted is not None
+    return bool(inserted)
 
 
 def name_the_line(session: Session, call_id: int, to_number: str) -> None:

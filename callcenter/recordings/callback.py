@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from callcenter.audit import log as retention_log
 from callcenter.audit.events import RetentionEvent
 from callcenter.calls.models import Call
-from callcenter.db import is_postgres
+from callcenter.db import Prepared, is_postgres
 from callcenter.recordings.models import Recording
 from callcenter.recordings.policy import due_at
 from callcenter.recordings.states import RecordingStatus
@@ -147,6 +147,10 @@ def _insert_statement(postgres: bool) -> Any:
     )
 
 
+# Run on the DB-API cursor (db.Prepared): every recording callback runs it.
+_INSERT = {postgres: Prepared(_insert_statement(postgres)) for postgres in (False, True)}
+
+
 def insert_recording(session: Session, **values: Any) -> bool:
     """Insert a recording row unless its SID exists; tell whether this call inserted it.
 
@@ -157,5 +161,4 @@ def insert_recording(session: Session, **values: Any) -> bool:
     # The call it belongs to, by its SID (none yet: the row keeps its SID to join later).
     params["lookup_call_sid"] = params["call_sid"]
     # Core, not the ORM: the ORM's bulk-insert path costs more than the statement itself.
-    inserted = session.connection().execute(_insert_statement(is_postgres(session)), params).first()
-    return inserted is not None
+    return bool(_INSERT[is_postgres(session)].rows(session, params))

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from callcenter.calls import outage
 from callcenter.calls.models import Call, CallEvent
 from callcenter.db import Prepared
+from callcenter.directory import service as directory
 from tests.sids import new_sid
 
 _EVENTS = cast(Table, CallEvent.__table__)
@@ -105,3 +106,25 @@ def test_a_statement_with_python_side_defaults_is_refused(session: Session) -> N
     touch = Prepared(update(_CALLS).where(_CALLS.c.id == bindparam("call_id")))
     with pytest.raises(TypeError, match="Python-side defaults"):
         touch.rows(session, {"call_id": 1, "status": "ringing"})
+
+
+def test_a_statement_s_own_values_and_subqueries_are_bound_as_sqlalchemy_binds_them(
+    sessions: sessionmaker[Session],
+) -> None:
+    # The fallback call's INSERT carries literal values (`plan=[]`, `step=0`, ...) and finds
+    # its line by a subquery on a parameter it also writes.
+    with sessions.begin() as session:
+        directory.add_staff(session, "jberzins", name="Jānis Bērziņš", phone="20000001")
+        line = directory.add_line(session, "+37167000001", target="staff:jberzins")
+        sid = new_sid("CA")
+        assert outage.record_unknown_call(
+            session, call_sid=sid, from_number="", to_number="+37167000001",
+            started_at=datetime.now(UTC),
+        )  # fmt: skip
+        assert not outage.record_unknown_call(
+            session, call_sid=sid, from_number="", to_number="", started_at=datetime.now(UTC)
+        )
+    with sessions() as session:
+        call = session.scalars(select(Call).where(Call.call_sid == sid)).one()
+        assert (call.plan, call.step, call.recorded, call.as_substitute) == ([], 0, False, False)
+        assert (call.line_id, call.notice, call.from_number) == (line.id, "fallback", "unknown")
