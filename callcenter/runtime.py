@@ -71,7 +71,11 @@ class Runtime:
 
     @cached_property
     def engine(self) -> Engine:
-        return self._engine or make_engine(self.settings.database_url, bounds=self.bounds)
+        return self._engine or make_engine(
+            self.settings.database_url,
+            bounds=self.bounds,
+            background_checkpoints=self.bounds is not None,
+        )
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
@@ -84,7 +88,12 @@ class Runtime:
         Past the bound the route answers the fallback TwiML (notice, then FALLBACK_NUMBER), so
         a database that refuses, never answers or stays locked costs a caller under a second.
         """
-        return make_engine(self.settings.database_url, bounds=voice_bounds(self.settings))
+        # The web process's (bounds set): its WAL checkpoints run off the write path.
+        return make_engine(
+            self.settings.database_url,
+            bounds=voice_bounds(self.settings),
+            background_checkpoints=self.bounds is not None,
+        )
 
     @cached_property
     def voice_sessions(self) -> sessionmaker[Session]:
