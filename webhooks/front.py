@@ -43,6 +43,11 @@ class Reply:
     body: bytes = b""
     mimetype: str | None = None
 
+    @classmethod
+    def plain(cls, status: int, text: str) -> Reply:
+        """A one-line answer in plain text (a refusal, a failure Twilio may retry)."""
+        return cls(status, text.encode(), "text/plain")
+
     def response(self) -> Response:
         if self.mimetype is None:
             return Response(status=self.status)
@@ -53,7 +58,7 @@ def plain_error(exc: HTTPException) -> Reply:
     """A refusal as Twilio (and whoever probes its webhooks) reads it: one plain line."""
     detail = exc.description if exc.description != type(exc).description else None
     text = f"{exc.code} {exc.name}" + (f": {detail}" if detail else "")
-    return Reply(exc.code or 500, (text + "\n").encode(), "text/plain")
+    return Reply.plain(exc.code or 500, text + "\n")
 
 
 def route(bp: Blueprint, path: str) -> Callable[[Handler], Handler]:

@@ -141,5 +141,5 @@ def recording_status(runtime: Runtime, incoming: Incoming) -> Reply:
             logs.cause(exc),
             exc_info=FAILURES.first(exc),
         )
-        return Reply(503, b"temporarily unavailable", "text/plain")
+        return Reply.plain(503, "temporarily unavailable")
     return Reply(204)

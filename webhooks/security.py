@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flask import abort, current_app
+from flask import abort
 from twilio.request_validator import RequestValidator, compare
 from werkzeug.datastructures import MultiDict
 
@@ -30,11 +30,6 @@ class MissingField(Exception):
     def __init__(self, names: list[str]) -> None:
         super().__init__("missing form field(s): " + ", ".join(names))
         self.names = names
-
-
-def current_runtime() -> Runtime:
-    """The runtime of the app serving a Flask request (the front hands handlers theirs)."""
-    return Runtime.of(current_app)
 
 
 @functools.lru_cache(maxsize=4)

@@ -35,10 +35,6 @@ ATTEMPTS = 3
 RETRY_PAUSE_SECONDS = 0.05
 
 
-def _plain(text: str, status: int) -> Reply:
-    return Reply(status, text.encode(), "text/plain")
-
-
 def with_retries(work: Callable[[], T]) -> T:
     """Run one transaction, again when the database reports a transient conflict."""
     for attempt in range(1, ATTEMPTS + 1):
@@ -66,7 +62,7 @@ def status(runtime: Runtime, incoming: Incoming) -> Reply:
     try:
         event = outcomes.status_event(form)
     except outcomes.BadEvent as exc:
-        return _plain(str(exc), 400)
+        return Reply.plain(400, str(exc))
     now = runtime.now()
 
     def work() -> str:
@@ -86,7 +82,7 @@ def status(runtime: Runtime, incoming: Incoming) -> Reply:
             logs.cause(exc),
             exc_info=FAILURES.first(exc),
         )
-        return _plain("temporarily unavailable", 503)
+        return Reply.plain(503, "temporarily unavailable")
     if result == "unknown":
         log.warning(
             "status %s for unknown call %s (parent %s) from %s to %s",

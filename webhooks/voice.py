@@ -83,7 +83,7 @@ def _twiml_route(on_error: OnError) -> Callable[[View], Callable[[Runtime, Incom
                 with deadline(runtime.settings.voice_database_timeout_ms / 1000):
                     return _xml(view(runtime, incoming))
             except (MissingField, outcomes.BadEvent) as exc:
-                return Reply(400, str(exc).encode(), "text/plain")
+                return Reply.plain(400, str(exc))
             except HTTPException:
                 raise  # 403 for a bad signature, and the like: answers, not failures
             except Exception as exc:
