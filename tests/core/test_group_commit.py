@@ -123,6 +123,40 @@ def test_a_database_failure_reaches_every_write_of_the_batch_once() -> None:
     assert len(calls) < 8
 
 
+def test_writes_queued_while_the_leader_waits_for_its_transaction_join_its_commit() -> None:
+    # The leader waits for its transaction (SQLite's write lock, held by another process);
+    # the writes that queue meanwhile are carried by that same transaction when it begins.
+    ledger = Ledger()
+    entered, gate = threading.Event(), threading.Event()
+
+    @contextmanager
+    def begin() -> Iterator[list[object]]:
+        entered.set()
+        assert gate.wait(5)
+        with ledger.begin() as pending:
+            yield pending
+
+    writes = GroupCommit(begin)
+    results: dict[int, object] = {}
+    leader = threading.Thread(target=lambda: results.update({0: writes.run(appender(0))}))
+    leader.start()
+    assert entered.wait(5)
+    others = [
+        threading.Thread(target=lambda i=i: results.update({i: writes.run(appender(i))}))
+        for i in range(1, 6)
+    ]
+    for thread in others:
+        thread.start()
+    while len(writes._queue) < 5:  # all five queued behind the waiting leader
+        time.sleep(0.001)
+    gate.set()
+    for thread in [leader, *others]:
+        thread.join(5)
+    assert results == {i: i * 10 for i in range(6)}
+    assert sorted(ledger.committed) == list(range(6))  # type: ignore[type-var]
+    assert ledger.commits == 1
+
+
 def test_a_queued_write_leaves_the_queue_when_its_deadline_passes() -> None:
     gate = threading.Event()
 
