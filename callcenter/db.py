@@ -577,7 +577,7 @@ class PinnedConnections:
 class _Compiled:
     """One statement as one dialect runs it: SQL text, parameter order and value processors."""
 
-    __slots__ = ("binds", "fixed", "names", "positional", "results", "sql")
+    __slots__ = ("binds", "fixed", "names", "positional", "results", "returns_rows", "sql")
 
     def __init__(self, statement: ClauseElement, dialect: Dialect, keys: tuple[str, ...]) -> None:
         compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=list(keys)))
@@ -600,6 +600,8 @@ class _Compiled:
         self.results = tuple(
             column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
         )
+        # Known here, not asked of the cursor: psycopg builds `description` anew on each read.
+        self.returns_rows = bool(self.results)
 
     def _processed(self, name: str, value: Any) -> Any:
         process = self.binds.get(name)
@@ -670,7 +672,7 @@ class Prepared:
         cursor = driver.cursor()
         try:
             cursor.execute(compiled.sql, parameters)
-            raw = cursor.fetchall() if cursor.description is not None else []
+            raw = cursor.fetchall() if compiled.returns_rows else []
         except dialect.loaded_dbapi.Error as exc:
             invalidated = dialect.is_disconnect(exc, driver, cursor)
             if invalidated:
@@ -771,10 +773,11 @@ class GroupCommit(Generic[W]):
     that write at once queue here; the first becomes the leader, begins a transaction of its
     own (`begin()`), takes every write queued by then (those that queued while it waited for
     SQLite's write lock or a connection too), runs them one after the other, commits once,
-    and hands each its result. No write is answered before the commit that carries it has succeeded: nothing
-    is acknowledged that a crash could lose. Writes must be work on the database alone (they
-    may run again): a write that raises rolls the batch back, and each of that batch's writes
-    then runs in a transaction of its own, so that one bad write fails only its own request.
+    and hands each its result. No write is answered before the commit that carries it has
+    succeeded: nothing is acknowledged that a crash could lose. Writes must be work on the
+    database alone (they may run again): a write that raises rolls the batch back, and each
+    of that batch's writes then runs in a transaction of its own, so that one bad write fails
+    only its own request.
 
     Under a running `deadline()` a write still queued when its time is up leaves the queue
     (DatabaseTimeout); the leader is the oldest write, so its deadline bounds the batch's

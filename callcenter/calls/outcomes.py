@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, lazyload
 
@@ -297,6 +297,32 @@ _INSERT_EVENT = {
     )
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
+_EVENT_VALUES = ("call_id", "dedupe_key", "kind", "leg_sid", "status", "payload", "received_at")
+_EVENT_COLUMNS = [_EVENTS.c[name] for name in EventRow.__dataclass_fields__]
+
+
+def _insert_and_read_events() -> Prepared:
+    """PostgreSQL: insert the event unless stored; if it was new, return all the call's events.
+
+    One statement where there were two (the insert, then the read), for the status callback,
+    which has locked the call first: the read sees every event committed before that lock was
+    granted, and the new event comes from the insert's RETURNING (one statement's snapshot does
+    not see its own insert). No row: the event was stored already.
+    """
+    new = (
+        postgresql.insert(_EVENTS)
+        .values({name: bindparam(name, type_=_EVENTS.c[name].type) for name in _EVENT_VALUES})
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(*_EVENT_COLUMNS)
+        .cte("new")
+    )
+    earlier = select(*_EVENT_COLUMNS).where(
+        _EVENTS.c.call_id == bindparam("call_id"), exists(select(new.c.id))
+    )
+    return Prepared(select(*new.c).union_all(earlier).order_by("id"))
+
+
+_INSERT_AND_READ_EVENTS = _insert_and_read_events()
 _UPDATE_CALL = update(_CALLS).where(_CALLS.c.id == bindparam("call_id"))
 _STAFF_ID = Prepared(select(Staff.id).where(Staff.key == bindparam("key")))
 # The call as an ORM object, for `callbacks`; who answered is not needed there.
@@ -364,6 +390,31 @@ def store_event(session: Session, call_id: int, event: Event, now: datetime) -> 
     }
     found: int | None = statement.scalar(session, values)
     return found
+
+
+def store_and_read(
+    session: Session, call_id: int, event: Event, now: datetime
+) -> list[EventRow] | None:
+    """Store the event unless stored already; if this stored it, return all the call's events.
+
+    For a caller that holds the call's row lock (find_parent(lock=True)). On PostgreSQL one
+    statement; on SQLite, whose transaction holds the write lock from its start, two.
+    """
+    if not is_postgres(session):
+        if store_event(session, call_id, event, now) is None:
+            return None
+        return events_of(session, call_id)
+    values = {
+        "call_id": call_id,
+        "dedupe_key": event.dedupe_key,
+        "kind": event.kind,
+        "leg_sid": event.leg_sid,
+        "status": event.status,
+        "payload": event.payload,
+        "received_at": now,
+    }
+    rows = _INSERT_AND_READ_EVENTS.rows(session, values)
+    return [EventRow(*row) for row in rows] or None
 
 
 # Deriving the outcome -----------------------------------------------------------------------
@@ -707,11 +758,17 @@ def store_and_apply(
     On SQLite the webhook's transaction holds the one write lock from its start (BEGIN
     IMMEDIATE), so nothing changes between these statements.
     """
-    event_id = store_event(session, call.id, event, now)
-    if event_id is None:
-        return False
-    current = call if locked else lock_row(session, call.id)
-    change = decide(session, current, events_of(session, call.id), now=now)
+    if locked:
+        events = store_and_read(session, call.id, event, now)
+        if events is None:
+            return False
+        current = call
+    else:
+        if store_event(session, call.id, event, now) is None:
+            return False
+        current = lock_row(session, call.id)
+        events = events_of(session, call.id)
+    change = decide(session, current, events, now=now)
     write(session, settings, current, change, now)
     return True
 

@@ -1,8 +1,9 @@
 """Another worker's event of the same call arriving while this request applies its own.
 
-A status callback stores its event, then reads the call and all its events under the call's
-row lock and decides the outcome from them. An event of the same call arriving meanwhile
-waits for that lock and decides from both; nothing decided from a stale read is written.
+A status callback locks the call's row, stores its event and reads all the call's events (one
+statement on PostgreSQL) and decides the outcome from them. An event of the same call arriving
+meanwhile waits for that lock and decides from both; nothing decided from a stale read is
+written.
 These tests start the other worker's event exactly while this request holds the lock.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -63,11 +65,13 @@ def meanwhile(
             stored.append(outcomes.record_status(other, runtime.settings, event, now=runtime.now()))
 
     def arrange(form: dict[str, Any]) -> Callable[[], None]:
-        read = outcomes.events_of
+        read = outcomes.store_and_read
 
-        def read_then_another_arrives(session: Session, call_id: int) -> list[outcomes.EventRow]:
-            events = read(session, call_id)
-            monkeypatch.setattr(outcomes, "events_of", read)
+        def read_then_another_arrives(
+            session: Session, call_id: int, event: outcomes.Event, now: datetime
+        ) -> list[outcomes.EventRow] | None:
+            events = read(session, call_id, event, now)
+            monkeypatch.setattr(outcomes, "store_and_read", read)
             thread = threading.Thread(target=other_worker, args=(form,))
             thread.start()
             threads.append(thread)
@@ -76,7 +80,7 @@ def meanwhile(
             assert thread.is_alive() and stored == []
             return events
 
-        monkeypatch.setattr(outcomes, "events_of", read_then_another_arrives)
+        monkeypatch.setattr(outcomes, "store_and_read", read_then_another_arrives)
 
         def settle() -> None:
             for thread in threads:
