@@ -372,14 +372,8 @@ def events_of(session: Session, call_id: int) -> list[EventRow]:
     return [EventRow(*row) for row in _EVENTS_OF.rows(session, {"call_id": call_id})]
 
 
-def store_event(session: Session, call_id: int, event: Event, now: datetime) -> int | None:
-    """Insert the event unless its key is stored already; return its id if this call did.
-
-    ON CONFLICT DO NOTHING makes two copies arriving at the same moment safe: the second
-    waits for the first to commit and then inserts nothing, with no error to roll back.
-    """
-    statement = _INSERT_EVENT["postgresql" if is_postgres(session) else "sqlite"]
-    values = {
+def _event_values(call_id: int, event: Event, now: datetime) -> dict[str, Any]:
+    return {
         "call_id": call_id,
         "dedupe_key": event.dedupe_key,
         "kind": event.kind,
@@ -388,7 +382,16 @@ def store_event(session: Session, call_id: int, event: Event, now: datetime) -> 
         "payload": event.payload,
         "received_at": now,
     }
-    found: int | None = statement.scalar(session, values)
+
+
+def store_event(session: Session, call_id: int, event: Event, now: datetime) -> int | None:
+    """Insert the event unless its key is stored already; return its id if this call did.
+
+    ON CONFLICT DO NOTHING makes two copies arriving at the same moment safe: the second
+    waits for the first to commit and then inserts nothing, with no error to roll back.
+    """
+    statement = _INSERT_EVENT["postgresql" if is_postgres(session) else "sqlite"]
+    found: int | None = statement.scalar(session, _event_values(call_id, event, now))
     return found
 
 
@@ -404,16 +407,7 @@ def store_and_read(
         if store_event(session, call_id, event, now) is None:
             return None
         return events_of(session, call_id)
-    values = {
-        "call_id": call_id,
-        "dedupe_key": event.dedupe_key,
-        "kind": event.kind,
-        "leg_sid": event.leg_sid,
-        "status": event.status,
-        "payload": event.payload,
-        "received_at": now,
-    }
-    rows = _INSERT_AND_READ_EVENTS.rows(session, values)
+    rows = _INSERT_AND_READ_EVENTS.rows(session, _event_values(call_id, event, now))
     return [EventRow(*row) for row in rows] or None
 
 
