@@ -867,17 +867,21 @@ class GroupCommit(Generic[W]):
         batch.sort(key=lambda item: item.key)
 
     def _commit(self, batch: list[_Queued[W, Any]]) -> None:
+        began = False
         try:
             with self._begin() as transaction:
                 # Taken once the transaction has begun: the writes that queued while the
                 # leader waited for it (SQLite's write lock, a pooled connection) join it.
+                began = True
                 self._take(batch)
                 results = [item.work(transaction) for item in batch]
         except Exception as exc:
             if _the_database(exc) or _out_of_time():
-                # The database failed, not one write: the batch and the writes queued behind
-                # it hear so, from this one attempt.
-                self._take(batch)
+                # The database failed, not one write: every write of the batch hears so, from
+                # this one attempt. If the transaction never began, that is the writes that
+                # queued while the leader waited for it; any queued later get their own try.
+                if not began:
+                    self._take(batch)
                 for item in batch:
                     item.failed(exc)
                 return

@@ -297,8 +297,9 @@ _INSERT_EVENT = {
     )
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
-_EVENT_VALUES = ("call_id", "dedupe_key", "kind", "leg_sid", "status", "payload", "received_at")
 _EVENT_COLUMNS = [_EVENTS.c[name] for name in EventRow.__dataclass_fields__]
+# What an insert gives: the call and the event's columns, less its id.
+_EVENT_VALUES = ("call_id", *(column.name for column in _EVENT_COLUMNS if column.name != "id"))
 
 
 def _insert_and_read_events() -> Prepared:

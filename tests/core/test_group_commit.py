@@ -157,6 +157,41 @@ def test_writes_queued_while_the_leader_waits_for_its_transaction_join_its_commi
     assert ledger.commits == 1
 
 
+def test_a_write_queued_while_a_batch_fails_on_the_database_gets_its_own_try() -> None:
+    # The batch had begun and was taken when the database failed it: a write that queued
+    # afterwards was never part of it, and is committed by the next leader.
+    ledger = Ledger()
+    queued = threading.Event()
+
+    def fails_once_another_queued(pending: list[object]) -> None:
+        assert queued.wait(5)
+        raise DatabaseTimeout("the database did not answer")
+
+    writes = GroupCommit(ledger.begin)
+    results: dict[str, object] = {}
+
+    def first() -> None:
+        try:
+            writes.run(fails_once_another_queued)
+        except DatabaseTimeout as exc:
+            results["first"] = exc
+
+    leader = threading.Thread(target=first)
+    leader.start()
+    while not writes._leading:
+        time.sleep(0.001)
+    later = threading.Thread(target=lambda: results.update({"later": writes.run(appender(7))}))
+    later.start()
+    while len(writes._queue) < 1:
+        time.sleep(0.001)
+    queued.set()
+    for thread in (leader, later):
+        thread.join(5)
+    assert isinstance(results["first"], DatabaseTimeout)
+    assert results["later"] == 70
+    assert ledger.committed == [7]
+
+
 def test_a_queued_write_leaves_the_queue_when_its_deadline_passes() -> None:
     gate = threading.Event()
 
