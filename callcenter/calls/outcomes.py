@@ -37,13 +37,14 @@ answering and steps left to dial. Twilio has no such status.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol, cast
 
-from sqlalchemy import Table, bindparam, exists, select, update
+from sqlalchemy import Table, bindparam, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, lazyload
 
@@ -324,6 +325,28 @@ def _insert_and_read_events() -> Prepared:
 
 
 _INSERT_AND_READ_EVENTS = _insert_and_read_events()
+
+
+def _find_calls_with_events() -> Prepared:
+    """SQLite: the candidate calls of an event, each with all its events as one JSON array.
+
+    One statement where there were two (the call, then its events), for the status callback,
+    whose transaction holds SQLite's write lock from its start: the fewer statements it runs
+    under that lock, the sooner the next writer has it. The events come back as a JSON array
+    of arrays (`EventRow`'s columns, the payload as the object it is), one row per call.
+    """
+    columns = [
+        func.json(column) if column.name == "payload" else column for column in _EVENT_COLUMNS
+    ]
+    events = (
+        select(func.json_group_array(func.json_array(*columns)))
+        .where(_EVENTS.c.call_id == _CALLS.c.id)
+        .scalar_subquery()
+    )
+    return Prepared(_FIND.add_columns(events.label("events")))
+
+
+_FIND_CALLS_WITH_EVENTS = _find_calls_with_events()
 _UPDATE_CALL = update(_CALLS).where(_CALLS.c.id == bindparam("call_id"))
 _STAFF_ID = Prepared(select(Staff.id).where(Staff.key == bindparam("key")))
 # The call as an ORM object, for `callbacks`; who answered is not needed there.
@@ -350,6 +373,46 @@ def find_parent(session: Session, form: Mapping[str, str], *, lock: bool = False
     rows = (_LOCK_CALLS if lock else _FIND_CALLS).rows(session, params)
     found = {row[1]: CallRow(*row) for row in rows}
     return found.get(parent_sid) or found.get(sid)
+
+
+def find_parent_with_events(
+    session: Session, form: Mapping[str, str]
+) -> tuple[CallRow, list[EventRow]] | None:
+    """SQLite: `find_parent` and `events_of` that call, in one statement.
+
+    For a transaction that holds the write lock (BEGIN IMMEDIATE), as a status callback's
+    does: nothing changes between this read and the event's insert.
+    """
+    parent_sid = (form.get("ParentCallSid") or "").strip()
+    sid = (form.get("CallSid") or "").strip()
+    if not (parent_sid or sid):
+        return None
+    params = {"parent_sid": parent_sid or sid, "sid": sid or parent_sid}
+    found = {row[1]: row for row in _FIND_CALLS_WITH_EVENTS.rows(session, params)}
+    row = found.get(parent_sid) or found.get(sid)
+    if row is None:
+        return None
+    received_at = _received_at(session)
+    events = [
+        EventRow(id_, key, kind, leg, status, payload, received_at(at))
+        for id_, key, kind, leg, status, payload, at in json.loads(row[-1])
+    ]
+    events.sort(key=lambda event: event.id)
+    return CallRow(*row[:-1]), events
+
+
+def _received_at(session: Session) -> Callable[[Any], datetime]:
+    """How `received_at` reads back on this session's dialect, as a result column would."""
+    dialect = session.get_bind().dialect
+    found = _RECEIVED_AT.get(dialect.name)
+    if found is None:
+        column_type = _EVENTS.c.received_at.type.dialect_impl(dialect)
+        found = column_type.result_processor(dialect, None) or (lambda value: value)
+        _RECEIVED_AT[dialect.name] = found
+    return found
+
+
+_RECEIVED_AT: dict[str, Callable[[Any], datetime]] = {}
 
 
 def read_call(session: Session, call_id: int) -> CallRow:
@@ -410,6 +473,24 @@ def store_and_read(
         return events_of(session, call_id)
     rows = _INSERT_AND_READ_EVENTS.rows(session, _event_values(call_id, event, now))
     return [EventRow(*row) for row in rows] or None
+
+
+def store_after(
+    session: Session, call_id: int, event: Event, now: datetime, earlier: Sequence[EventRow]
+) -> list[EventRow] | None:
+    """Store the event unless stored already; if this stored it, return `earlier` and it.
+
+    For a caller that read the call's events under the write lock its transaction still holds
+    (find_parent_with_events): those and this one are all the call's events.
+    """
+    new_id = store_event(session, call_id, event, now)
+    if new_id is None:
+        return None
+    stored = EventRow(
+        new_id, event.dedupe_key, event.kind, event.leg_sid, event.status, event.payload,
+        now.astimezone(UTC),
+    )  # fmt: skip
+    return [*earlier, stored]
 
 
 # Deriving the outcome -----------------------------------------------------------------------
@@ -742,6 +823,7 @@ def store_and_apply(
     *,
     now: datetime,
     locked: bool = False,
+    earlier: Sequence[EventRow] | None = None,
 ) -> bool:
     """Store the event once and apply it to the call; return whether it was new.
 
@@ -749,11 +831,17 @@ def store_and_apply(
     for the first to commit, then inserts nothing); then, under the call's row lock, the call
     and all its events are read and the outcome is decided from them and written. Events of
     one call queue on the lock, and each decides from every event committed before it.
-    `locked`: `call` was read under that lock already (find_parent(lock=True)).
+    `locked`: `call` was read under that lock already (find_parent(lock=True)); `earlier`:
+    so were its events, with it (find_parent_with_events, SQLite).
     On SQLite the webhook's transaction holds the one write lock from its start (BEGIN
     IMMEDIATE), so nothing changes between these statements.
     """
-    if locked:
+    if earlier is not None:
+        events = store_after(session, call.id, event, now, earlier)
+        if events is None:
+            return False
+        current = call
+    elif locked:
         events = store_and_read(session, call.id, event, now)
         if events is None:
             return False
@@ -816,8 +904,15 @@ def record_status(
     Rules: a call we have no row of was answered by the fallback while the database was out
     of reach; its row is written now (`outage.record_unknown_call`), so the log is complete.
     """
-    call = find_parent(session, event.payload, lock=True)
+    earlier: list[EventRow] | None = None
+    if is_postgres(session):
+        call = find_parent(session, event.payload, lock=True)
+    else:
+        # Under the write lock since BEGIN IMMEDIATE: the call and its events in one read.
+        found = find_parent_with_events(session, event.payload)
+        call, earlier = found if found is not None else (None, None)
     if call is None:
+        earlier = None
         parent = event.payload.get("ParentCallSid")
         outage.record_unknown_call(
             session,
@@ -834,7 +929,7 @@ def record_status(
         call = lock_row(session, call.id)
     if call is None:
         return "unknown"
-    if not store_and_apply(session, settings, call, event, now=now, locked=True):
+    if not store_and_apply(session, settings, call, event, now=now, locked=True, earlier=earlier):
         return "duplicate"
     return "applied"
 

@@ -373,3 +373,41 @@ def test_odd_input_never_gets_a_500(
     assert twilio_post("/twilio/voice/status", form).status_code == 204
     call.status(call.parent_form("completed"))
     assert load_call(session, call.call_sid).outcome in ("answered", "abandoned")
+
+
+def test_the_call_and_its_events_in_one_read_are_what_two_reads_return(
+    phone: Phone, clock: Clock, session: Session
+) -> None:
+    """SQLite's status path reads the call with its events as JSON: the same rows, typed alike."""
+    from callcenter.calls import outcomes
+    from callcenter.db import is_postgres, utcnow
+
+    if is_postgres(session):
+        pytest.skip("find_parent_with_events is SQLite's path (PostgreSQL reads under a CTE)")
+    call = phone()
+    call.start()
+    forms = answered_sequence(call, clock)
+    post_all(call, forms[:3])
+    # A leg's own form finds its parent, as Twilio's child-leg callbacks do.
+    form = forms[2]
+    found = outcomes.find_parent_with_events(session, form)
+    assert found is not None
+    row, events = found
+    assert row == outcomes.find_parent(session, form)
+    expected = outcomes.events_of(session, row.id)
+    assert len(expected) == 3
+    assert events == expected
+    assert all(e.received_at.tzinfo is not None for e in events)
+    assert all(isinstance(e.payload, dict) and e.payload for e in events)
+    # The event stored after that read: the list is what a fresh read returns.
+    stored = outcomes.store_after(
+        session, row.id, outcomes.status_event(forms[3]), utcnow(), events
+    )
+    assert stored is not None and stored == outcomes.events_of(session, row.id)
+    # Stored already: nothing new, and nothing returned.
+    assert outcomes.store_after(
+        session, row.id, outcomes.status_event(forms[3]), utcnow(), stored
+    ) is None
+    session.rollback()
+    assert outcomes.find_parent_with_events(session, {"CallSid": "CA" + "0" * 32}) is None
+    assert outcomes.find_parent_with_events(session, {}) is None
