@@ -407,7 +407,8 @@ def _received_at(session: Session) -> Callable[[Any], datetime]:
     found = _RECEIVED_AT.get(dialect.name)
     if found is None:
         column_type = _EVENTS.c.received_at.type.dialect_impl(dialect)
-        found = column_type.result_processor(dialect, None) or (lambda value: value)
+        processor = column_type.result_processor(dialect, None)
+        found = cast(Callable[[Any], datetime], processor or (lambda value: value))
         _RECEIVED_AT[dialect.name] = found
     return found
 
