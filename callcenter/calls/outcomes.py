@@ -41,10 +41,10 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, cast
 
-from sqlalchemy import Table, bindparam, exists, func, select, update
+from sqlalchemy import Integer, String, Table, bindparam, column, exists, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, lazyload
 
@@ -327,26 +327,46 @@ def _insert_and_read_events() -> Prepared:
 _INSERT_AND_READ_EVENTS = _insert_and_read_events()
 
 
-def _find_calls_with_events() -> Prepared:
-    """SQLite: the candidate calls of an event, each with all its events as one JSON array.
+def _store_for_call() -> Prepared:
+    """SQLite: insert the event for its call unless stored; if new, return the call and events.
 
-    One statement where there were two (the call, then its events), for the status callback,
-    whose transaction holds SQLite's write lock from its start: the fewer statements it runs
-    under that lock, the sooner the next writer has it. The events come back as a JSON array
-    of arrays (`EventRow`'s columns, the payload as the object it is), one row per call.
+    One statement where there were three (find the call, insert the event, read the call's
+    events), for the status callback, whose transaction holds SQLite's one write lock from its
+    start: the fewer statements it runs under that lock, the sooner the next writer has it
+    (benchmarks/README.md). The call is found by the event's sids as `find_parent` finds it
+    (the parent's row first). RETURNING gives the new event's id, the call's row as a JSON
+    array (CallRow's columns) and all the call's events as a JSON array of arrays (EventRow's
+    columns), the new one among them (SQLite's RETURNING subqueries see the statement's own
+    insert). No row: the event was stored already, or the call is not in the log.
     """
-    columns = [
-        func.json(column) if column.name == "payload" else column for column in _EVENT_COLUMNS
-    ]
-    events = (
-        select(func.json_group_array(func.json_array(*columns)))
-        .where(_EVENTS.c.call_id == _CALLS.c.id)
-        .scalar_subquery()
+    quote = sqlite.dialect().identifier_preparer.quote
+
+    def json_row(alias: str, columns: Iterable[Any]) -> str:
+        return "json_array(" + ", ".join(f"{alias}.{quote(c.name)}" for c in columns) + ")"
+
+    values = [name for name in _EVENT_VALUES if name != "call_id"]
+    # Every name here is the schema's own; the values are bound parameters.
+    sql = f"""
+        INSERT INTO {_EVENTS.name} (call_id, {", ".join(values)})
+        SELECT id, {", ".join(":" + name for name in values)}
+        FROM {_CALLS.name} WHERE call_sid IN (:parent_sid, :sid)
+        ORDER BY call_sid = :parent_sid DESC LIMIT 1
+        ON CONFLICT (dedupe_key) DO NOTHING
+        RETURNING id,
+            (SELECT {json_row("c", _CALL_COLUMNS)} FROM {_CALLS.name} AS c
+             WHERE c.id = {_EVENTS.name}.call_id),
+            (SELECT json_group_array({json_row("e", _EVENT_COLUMNS)}) FROM {_EVENTS.name} AS e
+             WHERE e.call_id = {_EVENTS.name}.call_id)
+    """  # noqa: S608
+    statement = text(sql).bindparams(
+        *(bindparam(name, type_=_EVENTS.c[name].type) for name in values),
+        bindparam("parent_sid", type_=String()),
+        bindparam("sid", type_=String()),
     )
-    return Prepared(_FIND.add_columns(events.label("events")))
+    return Prepared(statement.columns(column("id", Integer), column("call"), column("events")))
 
 
-_FIND_CALLS_WITH_EVENTS = _find_calls_with_events()
+_STORE_FOR_CALL = _store_for_call()
 _UPDATE_CALL = update(_CALLS).where(_CALLS.c.id == bindparam("call_id"))
 _STAFF_ID = Prepared(select(Staff.id).where(Staff.key == bindparam("key")))
 # The call as an ORM object, for `callbacks`; who answered is not needed there.
@@ -375,45 +395,58 @@ def find_parent(session: Session, form: Mapping[str, str], *, lock: bool = False
     return found.get(parent_sid) or found.get(sid)
 
 
-def find_parent_with_events(
-    session: Session, form: Mapping[str, str]
+def store_for_call(
+    session: Session, event: Event, now: datetime
 ) -> tuple[CallRow, list[EventRow]] | None:
-    """SQLite: `find_parent` and `events_of` that call, in one statement.
+    """SQLite: store a call's event unless stored; if this stored it, the call and its events.
 
     For a transaction that holds the write lock (BEGIN IMMEDIATE), as a status callback's
-    does: nothing changes between this read and the event's insert.
+    does: nothing changes between the call's read and the events'. None: the event was stored
+    already, or no call of the event's sids is in the log (`find_parent` tells which).
     """
-    parent_sid = (form.get("ParentCallSid") or "").strip()
-    sid = (form.get("CallSid") or "").strip()
-    if not (parent_sid or sid):
+    sid = event.payload.get("CallSid") or event.leg_sid
+    parent_sid = (event.payload.get("ParentCallSid") or "").strip() or sid
+    params = {**_event_values(0, event, now), "parent_sid": parent_sid, "sid": sid}
+    del params["call_id"]
+    rows = _STORE_FOR_CALL.rows(session, params)
+    if not rows:
         return None
-    params = {"parent_sid": parent_sid or sid, "sid": sid or parent_sid}
-    found = {row[1]: row for row in _FIND_CALLS_WITH_EVENTS.rows(session, params)}
-    row = found.get(parent_sid) or found.get(sid)
-    if row is None:
-        return None
-    received_at = _received_at(session)
-    events = [
-        EventRow(id_, key, kind, leg, status, payload, received_at(at))
-        for id_, key, kind, leg, status, payload, at in json.loads(row[-1])
-    ]
-    events.sort(key=lambda event: event.id)
-    return CallRow(*row[:-1]), events
+    ((_new_id, call, events),) = rows
+    read_call, read_event = _readers(session, CallRow), _readers(session, EventRow)
+    found = [EventRow(*read_event(values)) for values in json.loads(events)]
+    found.sort(key=lambda stored: stored.id)
+    return CallRow(*read_call(json.loads(call))), found
 
 
-def _received_at(session: Session) -> Callable[[Any], datetime]:
-    """How `received_at` reads back on this session's dialect, as a result column would."""
+def _readers(
+    session: Session, row: type[CallRow] | type[EventRow]
+) -> Callable[[Sequence[Any]], list[Any]]:
+    """How the columns of `row` (CallRow, EventRow) read back on this session's dialect.
+
+    Their values as a JSON array gives them (text for times, 0/1 for booleans, the payload's
+    text): each goes through its column's result processor, as a result column's would.
+    """
     dialect = session.get_bind().dialect
-    found = _RECEIVED_AT.get(dialect.name)
+    key = (dialect.name, row)
+    found = _READERS.get(key)
     if found is None:
-        column_type = _EVENTS.c.received_at.type.dialect_impl(dialect)
-        processor = column_type.result_processor(dialect, None)
-        found = cast(Callable[[Any], datetime], processor or (lambda value: value))
-        _RECEIVED_AT[dialect.name] = found
+        table = _CALLS if row is CallRow else _EVENTS
+        processors = [
+            table.c[name].type.dialect_impl(dialect).result_processor(dialect, None)
+            for name in row.__dataclass_fields__
+        ]
+
+        def found(values: Sequence[Any]) -> list[Any]:
+            return [
+                value if process is None or value is None else process(value)
+                for process, value in zip(processors, values, strict=True)
+            ]
+
+        _READERS[key] = found
     return found
 
 
-_RECEIVED_AT: dict[str, Callable[[Any], datetime]] = {}
+_READERS: dict[tuple[str, type], Callable[[Sequence[Any]], list[Any]]] = {}
 
 
 def read_call(session: Session, call_id: int) -> CallRow:
@@ -474,24 +507,6 @@ def store_and_read(
         return events_of(session, call_id)
     rows = _INSERT_AND_READ_EVENTS.rows(session, _event_values(call_id, event, now))
     return [EventRow(*row) for row in rows] or None
-
-
-def store_after(
-    session: Session, call_id: int, event: Event, now: datetime, earlier: Sequence[EventRow]
-) -> list[EventRow] | None:
-    """Store the event unless stored already; if this stored it, return `earlier` and it.
-
-    For a caller that read the call's events under the write lock its transaction still holds
-    (find_parent_with_events): those and this one are all the call's events.
-    """
-    new_id = store_event(session, call_id, event, now)
-    if new_id is None:
-        return None
-    stored = EventRow(
-        new_id, event.dedupe_key, event.kind, event.leg_sid, event.status, event.payload,
-        now.astimezone(UTC),
-    )  # fmt: skip
-    return [*earlier, stored]
 
 
 # Deriving the outcome -----------------------------------------------------------------------
@@ -824,7 +839,6 @@ def store_and_apply(
     *,
     now: datetime,
     locked: bool = False,
-    earlier: Sequence[EventRow] | None = None,
 ) -> bool:
     """Store the event once and apply it to the call; return whether it was new.
 
@@ -832,17 +846,11 @@ def store_and_apply(
     for the first to commit, then inserts nothing); then, under the call's row lock, the call
     and all its events are read and the outcome is decided from them and written. Events of
     one call queue on the lock, and each decides from every event committed before it.
-    `locked`: `call` was read under that lock already (find_parent(lock=True)); `earlier`:
-    so were its events, with it (find_parent_with_events, SQLite).
+    `locked`: `call` was read under that lock already (find_parent(lock=True)).
     On SQLite the webhook's transaction holds the one write lock from its start (BEGIN
     IMMEDIATE), so nothing changes between these statements.
     """
-    if earlier is not None:
-        events = store_after(session, call.id, event, now, earlier)
-        if events is None:
-            return False
-        current = call
-    elif locked:
+    if locked:
         events = store_and_read(session, call.id, event, now)
         if events is None:
             return False
@@ -852,9 +860,15 @@ def store_and_apply(
             return False
         current = lock_row(session, call.id)
         events = events_of(session, call.id)
-    change = decide(session, current, events, now=now)
-    write(session, settings, current, change, now)
+    apply(session, settings, current, events, now)
     return True
+
+
+def apply(
+    session: Session, settings: Settings, call: CallRow, events: Sequence[EventRow], now: datetime
+) -> None:
+    """Decide the call's outcome from all its events (read under its lock) and write it."""
+    write(session, settings, call, decide(session, call, events, now=now), now)
 
 
 def _request_callback(
@@ -905,15 +919,19 @@ def record_status(
     Rules: a call we have no row of was answered by the fallback while the database was out
     of reach; its row is written now (`outage.record_unknown_call`), so the log is complete.
     """
-    earlier: list[EventRow] | None = None
     if is_postgres(session):
         call = find_parent(session, event.payload, lock=True)
     else:
-        # Under the write lock since BEGIN IMMEDIATE: the call and its events in one read.
-        found = find_parent_with_events(session, event.payload)
-        call, earlier = found if found is not None else (None, None)
+        # Under the write lock since BEGIN IMMEDIATE: found, stored and read in one statement.
+        stored = store_for_call(session, event, now)
+        if stored is not None:
+            call, events = stored
+            apply(session, settings, _named(session, call, event), events, now)
+            return "applied"
+        call = find_parent(session, event.payload)
+        if call is not None:
+            return "duplicate"
     if call is None:
-        earlier = None
         parent = event.payload.get("ParentCallSid")
         outage.record_unknown_call(
             session,
@@ -924,15 +942,22 @@ def record_status(
             started_at=event_time(event.payload, now),
         )
         call = find_parent(session, event.payload, lock=True)
-    elif call.to_number == outage.UNKNOWN and not event.payload.get("ParentCallSid"):
-        # Written from a child leg's callback; the caller's own leg names our line.
-        outage.name_the_line(session, call.id, event.payload.get("To", ""))
-        call = lock_row(session, call.id)
+    else:
+        call = _named(session, call, event)
     if call is None:
         return "unknown"
-    if not store_and_apply(session, settings, call, event, now=now, locked=True, earlier=earlier):
+    if not store_and_apply(session, settings, call, event, now=now, locked=True):
         return "duplicate"
     return "applied"
+
+
+def _named(session: Session, call: CallRow, event: Event) -> CallRow:
+    """The call, with our line named if it was written from a child leg's callback."""
+    if call.to_number == outage.UNKNOWN and not event.payload.get("ParentCallSid"):
+        # The caller's own leg names our line.
+        outage.name_the_line(session, call.id, event.payload.get("To", ""))
+        return lock_row(session, call.id)
+    return call
 
 
 def dial_ended(

@@ -375,39 +375,39 @@ def test_odd_input_never_gets_a_500(
     assert load_call(session, call.call_sid).outcome in ("answered", "abandoned")
 
 
-def test_the_call_and_its_events_in_one_read_are_what_two_reads_return(
+def test_the_one_statement_store_returns_what_separate_reads_return(
     phone: Phone, clock: Clock, session: Session
 ) -> None:
-    """SQLite's status path reads the call with its events as JSON: the same rows, typed alike."""
+    """SQLite's status path finds, stores and reads in one statement: the same rows, typed alike."""
     from callcenter.calls import outcomes
     from callcenter.db import is_postgres, utcnow
 
     if is_postgres(session):
-        pytest.skip("find_parent_with_events is SQLite's path (PostgreSQL reads under a CTE)")
+        pytest.skip("store_for_call is SQLite's path (PostgreSQL locks the call, then a CTE)")
     call = phone()
     call.start()
     forms = answered_sequence(call, clock)
     post_all(call, forms[:3])
-    # A leg's own form finds its parent, as Twilio's child-leg callbacks do.
-    form = forms[2]
-    found = outcomes.find_parent_with_events(session, form)
-    assert found is not None
-    row, events = found
-    assert row == outcomes.find_parent(session, form)
-    expected = outcomes.events_of(session, row.id)
-    assert len(expected) == 3
-    assert events == expected
+    row = outcomes.find_parent(session, forms[3])
+    assert row is not None
+    before = outcomes.events_of(session, row.id)
+    assert len(before) == 3  # the leg's initiated, ringing, in-progress
+    stored = outcomes.store_for_call(session, outcomes.status_event(forms[3]), utcnow())
+    assert stored is not None
+    found, events = stored
+    # The parent's row (a child leg's event names its parent), as find_parent reads it.
+    assert found == row == outcomes.read_call(session, row.id)
+    assert found.answered_at is not None and found.answered_at.tzinfo is not None
+    assert isinstance(found.as_substitute, bool)
+    # The new event among them, every value as a fresh read gives it.
+    assert events == outcomes.events_of(session, row.id)
+    assert len(events) == len(before) + 1 and events[:-1] == before
+    assert events[-1].dedupe_key == outcomes.status_event(forms[3]).dedupe_key
     assert all(e.received_at.tzinfo is not None for e in events)
     assert all(isinstance(e.payload, dict) and e.payload for e in events)
-    # The event stored after that read: the list is what a fresh read returns.
-    stored = outcomes.store_after(
-        session, row.id, outcomes.status_event(forms[3]), utcnow(), events
-    )
-    assert stored is not None and stored == outcomes.events_of(session, row.id)
-    # Stored already: nothing new, and nothing returned.
-    assert outcomes.store_after(
-        session, row.id, outcomes.status_event(forms[3]), utcnow(), stored
-    ) is None
+    # Stored already, or a call not in the log: nothing stored, nothing returned.
+    assert outcomes.store_for_call(session, outcomes.status_event(forms[3]), utcnow()) is None
+    unknown = {**forms[3], "ParentCallSid": sid(), "SequenceNumber": "9"}
+    assert outcomes.store_for_call(session, outcomes.status_event(unknown), utcnow()) is None
+    assert outcomes.events_of(session, row.id) == events
     session.rollback()
-    assert outcomes.find_parent_with_events(session, {"CallSid": "CA" + "0" * 32}) is None
-    assert outcomes.find_parent_with_events(session, {}) is None
