@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -596,10 +596,7 @@ class _Compiled:
             for name, bind in compiled.binds.items()
             if name not in keys and not bind.required
         }
-        columns = getattr(statement, "exported_columns", ())
-        self.results = tuple(
-            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
-        )
+        self.results = _result_processors(statement, dialect)
         # Known here, not asked of the cursor: psycopg builds `description` anew on each read.
         self.returns_rows = bool(self.results)
 
@@ -615,11 +612,23 @@ class _Compiled:
             return tuple(processed[name] for name in self.names)
         return processed
 
-    def row(self, raw: tuple[Any, ...]) -> tuple[Any, ...]:
-        return tuple(
-            value if process is None or value is None else process(value)
-            for process, value in zip(self.results, raw, strict=True)
-        )
+    def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:
+        return _processed_row(self.results, raw)
+
+
+def _result_processors(statement: ClauseElement, dialect: Dialect) -> tuple[Any, ...]:
+    """The result processors of the statement's columns on `dialect` (None: taken as is)."""
+    columns = getattr(statement, "exported_columns", ())
+    return tuple(
+        column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+    )
+
+
+def _processed_row(processors: tuple[Any, ...], raw: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(
+        value if process is None or value is None else process(value)
+        for process, value in zip(processors, raw, strict=True)
+    )
 
 
 _CONNECTION = "callcenter.connection"
@@ -655,6 +664,7 @@ class Prepared:
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
         self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
+        self._results: dict[str, tuple[Any, ...]] = {}
 
     def rows(self, session: Session, values: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run the statement with `values`; return its rows (none for a DML without RETURNING)."""
@@ -693,6 +703,17 @@ class Prepared:
         """The first column of the first row, or None when there is no row."""
         found = self.rows(session, values)
         return found[0][0] if found else None
+
+    def read(self, session: Session, raw: Sequence[Any]) -> tuple[Any, ...]:
+        """Values of this statement's columns got another way (a JSON array of them, say),
+        read as its own rows are: each through its column's result processor."""
+        dialect = session.get_bind().dialect
+        processors = self._results.get(dialect.name)
+        if processors is None:
+            processors = self._results.setdefault(
+                dialect.name, _result_processors(self.statement, dialect)
+            )
+        return _processed_row(processors, raw)
 
 
 def is_postgres(session_or_engine: Session | Engine) -> bool:

@@ -39,12 +39,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, cast
 
-from sqlalchemy import Integer, String, Table, bindparam, column, exists, select, text, update
+from sqlalchemy import String, Table, bindparam, column, exists, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, lazyload
 
@@ -334,10 +334,10 @@ def _store_for_call() -> Prepared:
     events), for the status callback, whose transaction holds SQLite's one write lock from its
     start: the fewer statements it runs under that lock, the sooner the next writer has it
     (benchmarks/README.md). The call is found by the event's sids as `find_parent` finds it
-    (the parent's row first). RETURNING gives the new event's id, the call's row as a JSON
-    array (CallRow's columns) and all the call's events as a JSON array of arrays (EventRow's
-    columns), the new one among them (SQLite's RETURNING subqueries see the statement's own
-    insert). No row: the event was stored already, or the call is not in the log.
+    (the parent's row first). RETURNING gives the call's row as a JSON array (CallRow's
+    columns) and all the call's events as a JSON array of arrays (EventRow's columns), the new
+    one among them (SQLite's RETURNING subqueries see the statement's own insert). No row: the
+    event was stored already, or the call is not in the log.
     """
     quote = sqlite.dialect().identifier_preparer.quote
 
@@ -352,7 +352,7 @@ def _store_for_call() -> Prepared:
         FROM {_CALLS.name} WHERE call_sid IN (:parent_sid, :sid)
         ORDER BY call_sid = :parent_sid DESC LIMIT 1
         ON CONFLICT (dedupe_key) DO NOTHING
-        RETURNING id,
+        RETURNING
             (SELECT {json_row("c", _CALL_COLUMNS)} FROM {_CALLS.name} AS c
              WHERE c.id = {_EVENTS.name}.call_id),
             (SELECT json_group_array({json_row("e", _EVENT_COLUMNS)}) FROM {_EVENTS.name} AS e
@@ -363,7 +363,7 @@ def _store_for_call() -> Prepared:
         bindparam("parent_sid", type_=String()),
         bindparam("sid", type_=String()),
     )
-    return Prepared(statement.columns(column("id", Integer), column("call"), column("events")))
+    return Prepared(statement.columns(column("call"), column("events")))
 
 
 _STORE_FOR_CALL = _store_for_call()
@@ -385,14 +385,21 @@ def find_parent(session: Session, form: Mapping[str, str], *, lock: bool = False
     caller's own leg reports with its CallSid alone. `lock`: under the row lock `lock_row`
     takes, so that the events of one call are applied one after the other.
     """
+    params = _sids(form)
+    if params is None:
+        return None
+    rows = (_LOCK_CALLS if lock else _FIND_CALLS).rows(session, params)
+    found = {row[1]: CallRow(*row) for row in rows}
+    return found.get(params["parent_sid"]) or found.get(params["sid"])
+
+
+def _sids(form: Mapping[str, str]) -> dict[str, str] | None:
+    """The sids that name an event's call, the caller's (ParentCallSid) first; None: no sid."""
     parent_sid = (form.get("ParentCallSid") or "").strip()
     sid = (form.get("CallSid") or "").strip()
     if not (parent_sid or sid):
         return None
-    params = {"parent_sid": parent_sid or sid, "sid": sid or parent_sid}
-    rows = (_LOCK_CALLS if lock else _FIND_CALLS).rows(session, params)
-    found = {row[1]: CallRow(*row) for row in rows}
-    return found.get(parent_sid) or found.get(sid)
+    return {"parent_sid": parent_sid or sid, "sid": sid or parent_sid}
 
 
 def store_for_call(
@@ -404,49 +411,18 @@ def store_for_call(
     does: nothing changes between the call's read and the events'. None: the event was stored
     already, or no call of the event's sids is in the log (`find_parent` tells which).
     """
-    sid = event.payload.get("CallSid") or event.leg_sid
-    parent_sid = (event.payload.get("ParentCallSid") or "").strip() or sid
-    params = {**_event_values(0, event, now), "parent_sid": parent_sid, "sid": sid}
-    del params["call_id"]
-    rows = _STORE_FOR_CALL.rows(session, params)
+    sids = _sids(event.payload)
+    if sids is None:
+        return None
+    rows = _STORE_FOR_CALL.rows(session, {**_event_fields(event, now), **sids})
     if not rows:
         return None
-    ((_new_id, call, events),) = rows
-    read_call, read_event = _readers(session, CallRow), _readers(session, EventRow)
-    found = [EventRow(*read_event(values)) for values in json.loads(events)]
+    ((call, events),) = rows
+    # The values as JSON gives them (text for times, 0/1 for booleans, the payload's text),
+    # read as the columns' own rows are.
+    found = [EventRow(*_EVENTS_OF.read(session, values)) for values in json.loads(events)]
     found.sort(key=lambda stored: stored.id)
-    return CallRow(*read_call(json.loads(call))), found
-
-
-def _readers(
-    session: Session, row: type[CallRow] | type[EventRow]
-) -> Callable[[Sequence[Any]], list[Any]]:
-    """How the columns of `row` (CallRow, EventRow) read back on this session's dialect.
-
-    Their values as a JSON array gives them (text for times, 0/1 for booleans, the payload's
-    text): each goes through its column's result processor, as a result column's would.
-    """
-    dialect = session.get_bind().dialect
-    key = (dialect.name, row)
-    found = _READERS.get(key)
-    if found is None:
-        table = _CALLS if row is CallRow else _EVENTS
-        processors = [
-            table.c[name].type.dialect_impl(dialect).result_processor(dialect, None)
-            for name in row.__dataclass_fields__
-        ]
-
-        def found(values: Sequence[Any]) -> list[Any]:
-            return [
-                value if process is None or value is None else process(value)
-                for process, value in zip(processors, values, strict=True)
-            ]
-
-        _READERS[key] = found
-    return found
-
-
-_READERS: dict[tuple[str, type], Callable[[Sequence[Any]], list[Any]]] = {}
+    return CallRow(*_READ_CALL.read(session, json.loads(call))), found
 
 
 def read_call(session: Session, call_id: int) -> CallRow:
@@ -471,8 +447,12 @@ def events_of(session: Session, call_id: int) -> list[EventRow]:
 
 
 def _event_values(call_id: int, event: Event, now: datetime) -> dict[str, Any]:
+    return {"call_id": call_id, **_event_fields(event, now)}
+
+
+def _event_fields(event: Event, now: datetime) -> dict[str, Any]:
+    """The event's columns as stored, less the call it belongs to."""
     return {
-        "call_id": call_id,
         "dedupe_key": event.dedupe_key,
         "kind": event.kind,
         "leg_sid": event.leg_sid,

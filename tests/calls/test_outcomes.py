@@ -12,8 +12,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from callcenter.calls import outcomes
 from callcenter.calls.models import CallEvent
 from callcenter.calls.outcomes import RANK, settle
+from callcenter.db import is_postgres, utcnow
 from tests.calls.conftest import (
     ANDRIS,
     CALLER,
@@ -379,9 +381,6 @@ def test_the_one_statement_store_returns_what_separate_reads_return(
     phone: Phone, clock: Clock, session: Session
 ) -> None:
     """SQLite's status path finds, stores and reads in one statement: the same rows, typed alike."""
-    from callcenter.calls import outcomes
-    from callcenter.db import is_postgres, utcnow
-
     if is_postgres(session):
         pytest.skip("store_for_call is SQLite's path (PostgreSQL locks the call, then a CTE)")
     call = phone()
