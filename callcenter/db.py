@@ -489,10 +489,16 @@ def write_transaction(factory: sessionmaker[Session], gate: WriterGate) -> Itera
     meets another writer's commit in between (which SQLite answers with "database is locked"
     at once, without waiting). Commit on success, roll back on any error.
     """
-    with gate.held(), factory() as session, session.begin():
-        if gate.path is not None:
-            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-        yield session
+    with factory() as session:
+        transaction = session.begin()
+        # The session and its pooled connection are made before the writers' lock is taken
+        # and given back after it is let go: it is held from BEGIN IMMEDIATE to COMMIT only,
+        # while the other processes' writers wait for it.
+        connection = session.connection()
+        with gate.held(), transaction:
+            if gate.path is not None:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            yield session
 
 
 class PinnedConnections:
