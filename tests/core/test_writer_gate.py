@@ -47,9 +47,8 @@ def free(fd: int, within: float = 2.0) -> bool:
 
 
 def test_a_bounded_writer_holds_the_lock_for_its_block_only(gate: WriterGate, other: int) -> None:
-    with deadline(1.0), gate.held():
-        with pytest.raises(BlockingIOError):
-            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with deadline(1.0), gate.held(), pytest.raises(BlockingIOError):
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
     assert free(other, within=0)
 
 
@@ -86,9 +85,8 @@ def test_a_bounded_writer_gives_up_in_time_and_leaves_the_lock_free(
     # The keeper got the lock for nobody and let go of it: another writer takes it.
     assert free(other)
     # And the next bounded writer is served as usual.
-    with deadline(1.0), gate.held():
-        with pytest.raises(BlockingIOError):
-            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with deadline(1.0), gate.held(), pytest.raises(BlockingIOError):
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
     assert free(other, within=0)
 
 
