@@ -1,4 +1,4 @@
-"""SQLite's writers' file lock under a deadline: got the moment it is free, given up in time."""
+"""SQLite's writers' file lock under a deadline: got soon after it is let go, given up in time."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_a_bounded_writer_holds_the_lock_for_its_block_only(gate: WriterGate, ot
     assert free(other, within=0)
 
 
-def test_a_bounded_writer_gets_the_lock_as_soon_as_it_is_let_go(
+def test_a_bounded_writer_gets_the_lock_soon_after_it_is_let_go(
     gate: WriterGate, other: int
 ) -> None:
     fcntl.flock(other, fcntl.LOCK_EX)
@@ -82,15 +82,17 @@ def test_a_bounded_writer_gives_up_in_time_and_leaves_the_lock_free(
         pytest.fail("the lock is held by another")
     assert 0.15 <= time.monotonic() - began < 1.0
     fcntl.flock(other, fcntl.LOCK_UN)
-    # The keeper got the lock for nobody and let go of it: another writer takes it.
-    assert free(other)
+    # The writer that gave up holds nothing: another writer takes the lock.
+    assert free(other, within=0)
     # And the next bounded writer is served as usual.
     with deadline(1.0), gate.held(), pytest.raises(BlockingIOError):
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
     assert free(other, within=0)
 
 
-def test_the_next_bounded_writer_takes_over_a_wait_given_up(gate: WriterGate, other: int) -> None:
+def test_after_a_writer_gave_up_the_next_bounded_writer_waits_its_turn(
+    gate: WriterGate, other: int
+) -> None:
     fcntl.flock(other, fcntl.LOCK_EX)
     with pytest.raises(DatabaseTimeout), deadline(0.1), gate.held():
         pytest.fail("the lock is held by another")
