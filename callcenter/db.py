@@ -738,16 +738,39 @@ R = TypeVar("R")
 GROUP_COMMIT_MAX = 32
 
 
+A = TypeVar("A")
+
+
+@dataclass(frozen=True, eq=False)
+class Together(Generic[W, A, R]):
+    """Writes of one kind that a batch runs in one go: `run(transaction, args)` gives one
+    result per argument, in their order (a batch's status events, say: a few statements for
+    all of them instead of a few for each). Alone, a write runs as `run(transaction, [arg])`.
+    """
+
+    run: Callable[[W, list[A]], list[R]]
+
+
 class _Queued(Generic[W, R]):
     """One thread's write, waiting in a GroupCommit until a commit carries it."""
 
-    __slots__ = ("error", "finished", "key", "result", "state", "woken", "work")
+    __slots__ = (
+        "arg", "error", "finished", "key", "result", "state", "together", "woken", "work",
+    )  # fmt: skip
 
     QUEUED, LEAD, TAKEN, DONE = range(4)
 
-    def __init__(self, work: Callable[[W], R], key: str) -> None:
+    def __init__(
+        self,
+        work: Callable[[W], R],
+        key: str,
+        together: Together[W, Any, R] | None = None,
+        arg: Any = None,
+    ) -> None:
         self.work = work
         self.key = key
+        self.together = together
+        self.arg = arg
         self.state = self.QUEUED
         # A bare lock, held from the start: waking releases it, waiting acquires it. One futex
         # each way, where an Event's wait builds a Condition and a waiter lock every time (the
@@ -792,6 +815,27 @@ def _out_of_time() -> bool:
     return at is not None and time.monotonic() >= at
 
 
+def _work(transaction: Any, batch: list[_Queued[Any, Any]]) -> list[Any]:
+    """Run a batch's writes in its order; writes of one `Together` all at the first of them."""
+    results: list[Any] = [None] * len(batch)
+    done: set[int] = set()
+    for index, item in enumerate(batch):
+        if index in done:
+            continue
+        if item.together is None:
+            results[index] = item.work(transaction)
+            continue
+        kind = item.together
+        indexes = [i for i in range(index, len(batch)) if batch[i].together is kind]
+        found = kind.run(transaction, [batch[i].arg for i in indexes])
+        if len(found) != len(indexes):
+            raise AssertionError(f"{kind!r} gave {len(found)} results for {len(indexes)} writes")
+        for i, result in zip(indexes, found, strict=True):
+            results[i] = result
+        done.update(indexes)
+    return results
+
+
 class GroupCommit(Generic[W]):
     """The writes of this process's threads committed together: one transaction, one commit.
 
@@ -829,7 +873,20 @@ class GroupCommit(Generic[W]):
         of their keys, so that two batches (two processes) take the row locks of the calls
         they share in the same order, and never wait for each other in a circle.
         """
-        item: _Queued[W, R] = _Queued(work, key)
+        return self._run(_Queued(work, key))
+
+    def run_together(self, together: Together[W, A, R], arg: A, *, key: str = "") -> R:
+        """Run `together.run(transaction, [... arg ...])` with the batch's other writes of the
+        same kind, in a transaction that has committed when this returns; as `run` otherwise.
+
+        The batch runs them where the first of them falls in the order of keys, so `run` must
+        take the row locks of all its writes in that order too.
+        """
+        return self._run(
+            _Queued(lambda transaction: together.run(transaction, [arg])[0], key, together, arg)
+        )
+
+    def _run(self, item: _Queued[W, R]) -> R:
         with self._lock:
             if not self._leading:
                 self._leading = True
@@ -901,7 +958,7 @@ class GroupCommit(Generic[W]):
                 # leader waited for it (SQLite's write lock, a pooled connection) join it.
                 began = True
                 self._take(batch)
-                results = [item.work(transaction) for item in batch]
+                results = _work(transaction, batch)
         except Exception as exc:
             if _the_database(exc) or _out_of_time():
                 # The database failed, not one write: every write of the batch hears so, from

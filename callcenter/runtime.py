@@ -18,6 +18,7 @@ from callcenter.db import (
     Bounds,
     GroupCommit,
     PinnedConnections,
+    Together,
     WriterGate,
     current_deadline,
     make_engine,
@@ -32,6 +33,7 @@ from callcenter.settings import Settings
 EXTENSION = "callcenter.runtime"
 
 R = TypeVar("R")
+A = TypeVar("A")
 
 # The web process's other routes (status and recording callbacks, /healthz): Twilio waits 15 s
 # and retries, but a thread stuck on a database that never answers is a thread no call gets.
@@ -54,7 +56,9 @@ class Runtime:
     clock: Callable[[], datetime] = field(default=utcnow, repr=False)
     # The bounds of `engine`'s waits: the web process's (WEB_BOUNDS); none for commands.
     bounds: Bounds | None = None
-    _writes: dict[tuple[bool, bool], GroupCommit[Session]] = field(default_factory=dict, repr=False)
+    _writes: dict[tuple[bool, bool, Any], GroupCommit[Session]] = field(
+        default_factory=dict, repr=False
+    )
     _writes_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # What a driver keeps for this runtime's life, by a name of its own (the voice webhook's
     # fast path, say): the runtime is what both the Flask routes and webhooks.front are given.
@@ -120,7 +124,20 @@ class Runtime:
         and writes without one are committed apart, so that no bounded write waits on an
         unbounded one.
         """
-        kind = (voice, current_deadline() is not None)
+        return self._writes_of(voice, None).run(work, key=key)
+
+    def write_together(
+        self, together: Together[Session, A, R], arg: A, *, key: str, voice: bool = False
+    ) -> R:
+        """Run a write of a kind that a batch runs in one go (`db.Together`), as `write` runs
+        one. Such writes are committed apart from the others, so that a batch runs them all
+        at once and still takes its row locks in the order of their keys."""
+        return self._writes_of(voice, together).run_together(together, arg, key=key)
+
+    def _writes_of(
+        self, voice: bool, together: Together[Session, Any, Any] | None
+    ) -> GroupCommit[Session]:
+        kind = (voice, current_deadline() is not None, together)
         writes = self._writes.get(kind)
         if writes is None:
             factory = self.voice_sessions if voice else self.sessions
@@ -129,7 +146,7 @@ class Runtime:
                     kind,
                     GroupCommit(lambda: write_transaction(factory, self.gate)),
                 )
-        return writes.run(work, key=key)
+        return writes
 
     @cached_property
     def call_writes(self) -> GroupCommit[Any]:

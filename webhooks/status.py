@@ -67,8 +67,9 @@ def status(runtime: Runtime, incoming: Incoming) -> Reply:
 
     def work() -> str:
         # Committed with the other threads' events of the moment (db.GroupCommit).
-        return runtime.write(
-            lambda session: outcomes.record_status(session, runtime.settings, event, now=now),
+        return runtime.write_together(
+            outcomes.STATUS_WRITES,
+            (runtime.settings, event, now),
             key=form.get("ParentCallSid") or event.leg_sid,
         )
 

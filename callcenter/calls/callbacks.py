@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, joinedload
 from callcenter.calls.intake import company_hours
 from callcenter.calls.listing import own_calls
 from callcenter.calls.models import Call, CallbackRequest
+from callcenter.db import Prepared
 from callcenter.directory.models import Staff
 from callcenter.settings import Settings
 
@@ -133,6 +134,26 @@ _OPEN_FROM_CALLER = (
         ),
     )
 )
+
+
+# Whether the caller has any such request at all: every answered call asks, and most callers
+# have none, so the ORM's loads (the call, its requests) are left to the few who do.
+_ANY_OPEN_FROM_CALLER = Prepared(
+    _OPEN_FROM_CALLER.with_only_columns(CallbackRequest.id, maintain_column_froms=False).limit(1)
+)
+
+
+def any_open_on_answer(
+    session: Session, *, phone: str, started_at: datetime, now: datetime
+) -> bool:
+    """Tell whether `close_on_answer` would close anything for a call from `phone`."""
+    if session.new or session.dirty:
+        # The query runs on the connection, past the session: what it holds goes first.
+        session.flush()
+    found = _ANY_OPEN_FROM_CALLER.scalar(
+        session, {"phone": phone, "started_at": started_at, "now": now}
+    )
+    return found is not None
 
 
 def close_on_answer(session: Session, call: Call, *, now: datetime) -> list[CallbackRequest]:

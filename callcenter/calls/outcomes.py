@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, cast
 
-from sqlalchemy import String, Table, bindparam, column, exists, select, text, update
+from sqlalchemy import Boolean, String, Table, any_, bindparam, column, exists, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, lazyload
 
@@ -54,7 +54,7 @@ from callcenter.calls import intake as calls
 from callcenter.calls.models import Call, CallEvent
 from callcenter.calls.routing import Leg, Plan
 from callcenter.calls.states import EventKind, Outcome
-from callcenter.db import Prepared, is_postgres
+from callcenter.db import Prepared, Together, is_postgres
 from callcenter.directory.models import Staff
 from callcenter.directory.snapshot import DirectoryCache
 from callcenter.settings import Settings
@@ -325,6 +325,55 @@ def _insert_and_read_events() -> Prepared:
 
 
 _INSERT_AND_READ_EVENTS = _insert_and_read_events()
+
+# PostgreSQL, a batch of status events (record_statuses): the calls of all their sids under
+# the row lock, in the order of their CallSids (the order GroupCommit runs writes in).
+_LOCK_BY_SIDS = Prepared(
+    select(*_CALL_COLUMNS)
+    .where(_CALLS.c.call_sid == any_(bindparam("sids", type_=postgresql.ARRAY(String()))))
+    .order_by(_CALLS.c.call_sid)
+    .with_for_update(of=_CALLS, key_share=True)
+)
+
+
+def _insert_and_read_batch() -> Prepared:
+    """PostgreSQL: insert a batch's events unless stored; return the new ones, then all the
+    earlier events of every call that got one, each with its call and whether it is new.
+
+    `_insert_and_read_events` for many events in one statement (the events as arrays, one
+    per column): its calls are locked first, so the read sees every event committed before
+    the locks were granted, and the new events come from the insert's RETURNING. Two copies
+    of one event in the batch are stored once (ON CONFLICT skips the second).
+    """
+    names = list(_EVENT_VALUES)
+    # Each an array of the column's type (SQLAlchemy casts ARRAY parameters so).
+    arrays = ", ".join(f":{name}" for name in names)
+    returned = ", ".join(c.name for c in _EVENT_COLUMNS)
+    sql = f"""
+        WITH new AS (
+            INSERT INTO {_EVENTS.name} ({", ".join(names)})
+            SELECT * FROM unnest({arrays})
+            ON CONFLICT (dedupe_key) DO NOTHING
+            RETURNING call_id, {returned}
+        )
+        SELECT true, call_id, {returned} FROM new
+        UNION ALL
+        SELECT false, e.call_id, {", ".join("e." + c.name for c in _EVENT_COLUMNS)}
+        FROM {_EVENTS.name} AS e WHERE e.call_id IN (SELECT call_id FROM new)
+    """  # noqa: S608
+    statement = text(sql).bindparams(
+        *(bindparam(name, type_=postgresql.ARRAY(_EVENTS.c[name].type)) for name in names)
+    )
+    return Prepared(
+        statement.columns(
+            column("new", Boolean()),
+            column("call_id", _EVENTS.c.call_id.type),
+            *(column(c.name, c.type) for c in _EVENT_COLUMNS),
+        )
+    )
+
+
+_INSERT_AND_READ_BATCH = _insert_and_read_batch()
 
 
 def _store_for_call() -> Prepared:
@@ -799,6 +848,10 @@ def write(
         session.connection().execute(_UPDATE_CALL, {"call_id": call.id, **change.values})
     if change.follow_up is None:
         return
+    if change.follow_up == "close-requests" and not callbacks.any_open_on_answer(
+        session, phone=call.from_number, started_at=call.started_at, now=now
+    ):
+        return
     # `callbacks` reads only what a call never changes (its id, caller, line, start), so a
     # `Call` this session holds already (dial-complete's) serves as it is.
     orm_call = session.execute(_LOAD_CALL, {"call_id": call.id}).scalar_one()
@@ -929,6 +982,96 @@ def record_status(
     if not store_and_apply(session, settings, call, event, now=now, locked=True):
         return "duplicate"
     return "applied"
+
+
+def _record_statuses(
+    session: Session, writes: list[tuple[Settings, Event, datetime]]
+) -> list[Literal["unknown", "duplicate", "applied"]]:
+    """Store a batch's status events once each and apply them to their calls, as
+    `record_status` does one by one; return what became of each.
+
+    On PostgreSQL in two statements for the whole batch where one by one there are two for
+    each: all the calls under their row locks (in the order of their CallSids), then the
+    insert of every event and the read of their calls' events (`_insert_and_read_batch`).
+    Each call is then decided from all its events, as alone; several new events of one call
+    are applied one after the other, each with the events up to it and its own time. The
+    rare events this does not cover (a call not in the log, or written from a child leg's
+    callback) go through `record_status` afterwards. SQLite runs them one by one: under its
+    write lock each is one statement already (`store_for_call`).
+    """
+    if len(writes) == 1 or not is_postgres(session):
+        return [record_status(session, settings, event, now=now) for settings, event, now in writes]
+    sids_of = [_sids(event.payload) for _settings, event, _now in writes]
+    wanted = sorted({sid for sids in sids_of if sids is not None for sid in sids.values()})
+    found = {row[1]: CallRow(*row) for row in _LOCK_BY_SIDS.rows(session, {"sids": wanted})}
+    results: list[Literal["unknown", "duplicate", "applied"] | None] = [None] * len(writes)
+    alone: list[int] = []
+    batched: list[tuple[int, CallRow]] = []
+    for index, sids in enumerate(sids_of):
+        call = None if sids is None else found.get(sids["parent_sid"]) or found.get(sids["sid"])
+        if call is None or call.to_number == outage.UNKNOWN:
+            alone.append(index)
+        else:
+            batched.append((index, call))
+    if batched:
+        _apply_batch(session, writes, batched, results)
+    for index in alone:
+        settings, event, now = writes[index]
+        results[index] = record_status(session, settings, event, now=now)
+    return [result for result in results if result is not None]
+
+
+def _apply_batch(
+    session: Session,
+    writes: list[tuple[Settings, Event, datetime]],
+    batched: list[tuple[int, CallRow]],
+    results: list[Literal["unknown", "duplicate", "applied"] | None],
+) -> None:
+    """PostgreSQL: store the batched events (their calls locked) and apply the new ones."""
+    columns: dict[str, list[Any]] = {name: [] for name in _EVENT_VALUES}
+    for index, call in batched:
+        _settings, event, now = writes[index]
+        for name, value in _event_values(call.id, event, now).items():
+            columns[name].append(value)
+    stored: dict[int, list[EventRow]] = {}
+    new_keys: set[str] = set()
+    for new, call_id, *values in _INSERT_AND_READ_BATCH.rows(session, columns):
+        row = EventRow(*values)
+        stored.setdefault(call_id, []).append(row)
+        if new:
+            new_keys.add(row.dedupe_key)
+    # The writes whose event this stored, by call; a second copy in the batch is a duplicate.
+    applied: dict[int, list[int]] = {}
+    calls = {call.id: call for _index, call in batched}
+    for index, call in batched:
+        key = writes[index][1].dedupe_key
+        if key in new_keys:
+            new_keys.discard(key)
+            results[index] = "applied"
+            applied.setdefault(call.id, []).append(index)
+        else:
+            results[index] = "duplicate"
+    for call_id, indexes in applied.items():
+        events = sorted(stored[call_id], key=lambda row: row.id)
+        if len(indexes) == 1:
+            settings, _event, now = writes[indexes[0]]
+            apply(session, settings, calls[call_id], events, now)
+            continue
+        # Several of this call's events: each applied with those before it, as one by one.
+        by_key = {writes[index][1].dedupe_key: index for index in indexes}
+        mine = sorted((row for row in events if row.dedupe_key in by_key), key=lambda r: r.id)
+        for number, row in enumerate(mine):
+            settings, _event, now = writes[by_key[row.dedupe_key]]
+            later = {other.dedupe_key for other in mine[number + 1 :]}
+            upto = [other for other in events if other.dedupe_key not in later]
+            current = calls[call_id] if number == 0 else lock_row(session, call_id)
+            apply(session, settings, current, upto, now)
+
+
+# Status events, run by a batch all at once (runtime.write_together).
+STATUS_WRITES: Together[Session, tuple[Settings, Event, datetime], str] = Together(
+    _record_statuses  # type: ignore[arg-type]
+)
 
 
 def _named(session: Session, call: CallRow, event: Event) -> CallRow:
