@@ -854,6 +854,10 @@ class GroupCommit(Generic[W]):
     (DatabaseTimeout); the leader is the oldest write, so its deadline bounds the batch's
     waits before anyone else's runs out.
 
+    Writes of one kind that can run in one go (`Together`, `run_together`: a batch's status
+    events, say, a few statements for all of them) are run together where the first of them
+    falls in the batch's order; alone (a batch that failed) each runs as a list of one.
+
     On PostgreSQL a batch holds the row locks of every call in it until its commit; its writes
     run in the order of their keys (the call's CallSid), so two processes' batches take the
     locks of the calls they share in the same order and never wait for each other in a

@@ -984,9 +984,12 @@ def record_status(
     return "applied"
 
 
+StatusResult = Literal["unknown", "duplicate", "applied"]
+
+
 def _record_statuses(
     session: Session, writes: list[tuple[Settings, Event, datetime]]
-) -> list[Literal["unknown", "duplicate", "applied"]]:
+) -> list[StatusResult]:
     """Store a batch's status events once each and apply them to their calls, as
     `record_status` does one by one; return what became of each.
 
@@ -1004,7 +1007,7 @@ def _record_statuses(
     sids_of = [_sids(event.payload) for _settings, event, _now in writes]
     wanted = sorted({sid for sids in sids_of if sids is not None for sid in sids.values()})
     found = {row[1]: CallRow(*row) for row in _LOCK_BY_SIDS.rows(session, {"sids": wanted})}
-    results: list[Literal["unknown", "duplicate", "applied"] | None] = [None] * len(writes)
+    results: list[StatusResult | None] = [None] * len(writes)
     alone: list[int] = []
     batched: list[tuple[int, CallRow]] = []
     for index, sids in enumerate(sids_of):
@@ -1025,7 +1028,7 @@ def _apply_batch(
     session: Session,
     writes: list[tuple[Settings, Event, datetime]],
     batched: list[tuple[int, CallRow]],
-    results: list[Literal["unknown", "duplicate", "applied"] | None],
+    results: list[StatusResult | None],
 ) -> None:
     """PostgreSQL: store the batched events (their calls locked) and apply the new ones."""
     columns: dict[str, list[Any]] = {name: [] for name in _EVENT_VALUES}
@@ -1069,8 +1072,8 @@ def _apply_batch(
 
 
 # Status events, run by a batch all at once (runtime.write_together).
-STATUS_WRITES: Together[Session, tuple[Settings, Event, datetime], str] = Together(
-    _record_statuses  # type: ignore[arg-type]
+STATUS_WRITES: Together[Session, tuple[Settings, Event, datetime], StatusResult] = Together(
+    _record_statuses
 )
 
 

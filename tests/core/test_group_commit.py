@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import Engine, text
 
-from callcenter.db import DatabaseTimeout, GroupCommit, PinnedConnections, deadline
+from callcenter.db import DatabaseTimeout, GroupCommit, PinnedConnections, Together, deadline
 
 
 class Ledger:
@@ -340,3 +340,71 @@ def test_a_write_taken_into_a_batch_waits_for_it_without_spinning_past_its_deadl
     assert outcome["bounded"] == 70 and 7 in ledger.committed
     # It slept while it waited: no busy loop stealing the leader's interpreter.
     assert spent["cpu"] < 0.05
+
+
+
+def run_all(write: Callable[[int], object], count: int) -> list[object]:
+    """`write(i)` from `count` threads released together; each one's result or error."""
+    results: list[object] = [None] * count
+    start = threading.Barrier(count)
+
+    def one(index: int) -> None:
+        start.wait()
+        try:
+            results[index] = write(index)
+        except Exception as exc:
+            results[index] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    return results
+
+
+def test_writes_of_one_kind_run_together_once_per_batch_each_with_its_own_result() -> None:
+    ledger = Ledger(hold=0.02)
+    writes: GroupCommit[list[object]] = GroupCommit(ledger.begin)
+    runs: list[list[int]] = []
+
+    def many(pending: list[object], values: list[int]) -> list[int]:
+        runs.append(values)
+        pending.extend(values)
+        return [value * 10 for value in values]
+
+    kind = Together(many)
+
+    def write(i: int) -> object:
+        # Odd ones of the kind, even ones plain writes, in the same batches.
+        if i % 2:
+            return writes.run_together(kind, i, key=f"CA{i:02}")
+        return writes.run(appender(i), key=f"CA{i:02}")
+
+    results = run_all(write, 16)
+    assert results == [i * 10 for i in range(16)]
+    assert sorted(ledger.committed) == list(range(16))  # type: ignore[type-var]
+    # Each batch ran its writes of the kind in one go, in the order of their keys.
+    assert sorted(value for run in runs for value in run) == list(range(1, 16, 2))
+    assert all(run == sorted(run) for run in runs)
+    assert len(runs) < 8
+
+
+def test_writes_of_one_kind_whose_run_raises_are_tried_again_alone() -> None:
+    ledger = Ledger(hold=0.02)
+    writes: GroupCommit[list[object]] = GroupCommit(ledger.begin)
+    runs: list[list[int]] = []
+
+    def many(pending: list[object], values: list[int]) -> list[int]:
+        runs.append(values)
+        if 3 in values:
+            raise ValueError("this write is wrong")
+        pending.extend(values)
+        return values
+
+    kind = Together(many)
+    results = run_all(lambda i: writes.run_together(kind, i, key=f"CA{i:02}"), 8)
+    assert isinstance(results[3], ValueError)
+    assert [r for i, r in enumerate(results) if i != 3] == [i for i in range(8) if i != 3]
+    assert sorted(ledger.committed) == [i for i in range(8) if i != 3]  # type: ignore[type-var]
+    assert [3] in runs
