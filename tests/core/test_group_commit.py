@@ -33,27 +33,34 @@ class Ledger:
             self.commits += 1
 
 
-def run_together(writes: GroupCommit[list[object]], works: list, *, seconds: float | None = None):
-    results: list[object] = [None] * len(works)
-    start = threading.Barrier(len(works))
+def run_all(write: Callable[[int], object], count: int) -> list[object]:
+    """`write(i)` from `count` threads released together; each one's result or error."""
+    results: list[object] = [None] * count
+    start = threading.Barrier(count)
 
     def one(index: int) -> None:
         start.wait()
         try:
-            if seconds is None:
-                results[index] = writes.run(works[index])
-            else:
-                with deadline(seconds):
-                    results[index] = writes.run(works[index])
+            results[index] = write(index)
         except Exception as exc:
             results[index] = exc
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(works))]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(10)
     return results
+
+
+def run_together(writes: GroupCommit[list[object]], works: list, *, seconds: float | None = None):
+    def write(index: int) -> object:
+        if seconds is None:
+            return writes.run(works[index])
+        with deadline(seconds):
+            return writes.run(works[index])
+
+    return run_all(write, len(works))
 
 
 def appender(value: int):
@@ -342,38 +349,24 @@ def test_a_write_taken_into_a_batch_waits_for_it_without_spinning_past_its_deadl
     assert spent["cpu"] < 0.05
 
 
+def recording_kind(runs: list[list[int]], *, refused: int | None = None) -> Together:
+    """Writes of a kind run together: each run recorded; a run holding `refused` raises."""
 
-def run_all(write: Callable[[int], object], count: int) -> list[object]:
-    """`write(i)` from `count` threads released together; each one's result or error."""
-    results: list[object] = [None] * count
-    start = threading.Barrier(count)
+    def many(pending: list[object], values: list[int]) -> list[int]:
+        runs.append(values)
+        if refused in values:
+            raise ValueError("this write is wrong")
+        pending.extend(values)
+        return [value * 10 for value in values]
 
-    def one(index: int) -> None:
-        start.wait()
-        try:
-            results[index] = write(index)
-        except Exception as exc:
-            results[index] = exc
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
-    return results
+    return Together(many)
 
 
 def test_writes_of_one_kind_run_together_once_per_batch_each_with_its_own_result() -> None:
     ledger = Ledger(hold=0.02)
     writes: GroupCommit[list[object]] = GroupCommit(ledger.begin)
     runs: list[list[int]] = []
-
-    def many(pending: list[object], values: list[int]) -> list[int]:
-        runs.append(values)
-        pending.extend(values)
-        return [value * 10 for value in values]
-
-    kind = Together(many)
+    kind = recording_kind(runs)
 
     def write(i: int) -> object:
         # Odd ones of the kind, even ones plain writes, in the same batches.
@@ -394,17 +387,10 @@ def test_writes_of_one_kind_whose_run_raises_are_tried_again_alone() -> None:
     ledger = Ledger(hold=0.02)
     writes: GroupCommit[list[object]] = GroupCommit(ledger.begin)
     runs: list[list[int]] = []
-
-    def many(pending: list[object], values: list[int]) -> list[int]:
-        runs.append(values)
-        if 3 in values:
-            raise ValueError("this write is wrong")
-        pending.extend(values)
-        return values
-
-    kind = Together(many)
+    kind = recording_kind(runs, refused=3)
     results = run_all(lambda i: writes.run_together(kind, i, key=f"CA{i:02}"), 8)
     assert isinstance(results[3], ValueError)
-    assert [r for i, r in enumerate(results) if i != 3] == [i for i in range(8) if i != 3]
+    assert [r for i, r in enumerate(results) if i != 3] == [i * 10 for i in range(8) if i != 3]
     assert sorted(ledger.committed) == [i for i in range(8) if i != 3]  # type: ignore[type-var]
+    # Refused in a batch, then alone: the one write of it ran by itself.
     assert [3] in runs
