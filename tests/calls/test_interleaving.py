@@ -24,6 +24,7 @@ from tests.calls.conftest import (
     ANDRIS,
     DEPARTMENT,
     LIGA,
+    OTHER_CALLER,
     Clock,
     Twilio,
     load_call,
@@ -127,3 +128,48 @@ def test_a_miss_stored_meanwhile_completes_the_missed_plan(
     settle()
     assert load_call(session, call.call_sid).outcome == "no-answer"
     assert [(r.reason, r.status) for r in requests_of(session)] == [("missed", "open")]
+
+
+def test_a_batch_that_waits_for_a_call_decides_from_what_was_committed_meanwhile(
+    phone: Phone,
+    clock: Clock,
+    runtime: Runtime,
+    sessions: sessionmaker[Session],
+    session: Session,
+) -> None:
+    # A batch of status events (outcomes.STATUS_WRITES) locks all its calls first, then reads
+    # their events in a statement of its own: what another worker committed while the batch
+    # waited for a lock is in that read.
+    call, elsewhere = phone(), phone(caller=OTHER_CALLER)
+    call.start()
+    elsewhere.start()
+    clock.tick(10)
+    answer = event_of(call.leg_form(sid(), ANDRIS, "in-progress"))
+    clock.tick(30)
+    batch = [
+        (runtime.settings, event_of(call.parent_form("completed", CallDuration="40")), clock.now),
+        (runtime.settings, event_of(elsewhere.leg_form(sid(), ANDRIS, "ringing")), clock.now),
+    ]
+    results: list[str] = []
+
+    def run_batch() -> None:
+        with transaction(sessions) as other:
+            results.extend(outcomes.STATUS_WRITES.run(other, batch))
+
+    with transaction(sessions) as first:
+        assert outcomes.record_status(first, runtime.settings, answer, now=clock.now) == "applied"
+        thread = threading.Thread(target=run_batch)
+        thread.start()
+        thread.join(0.5)
+        # It waits for this transaction's row lock on the call.
+        assert thread.is_alive() and results == []
+    thread.join(10)
+    assert results == ["applied", "applied"]
+    row = load_call(session, call.call_sid)
+    assert (row.outcome, row.status, row.ring_seconds) == ("answered", "completed", 10)
+    # Decided from both events, the caller's end never asked for a callback.
+    assert requests_of(session) == []
+
+
+def event_of(form: dict[str, Any]) -> outcomes.Event:
+    return outcomes.status_event({name: value for name, value in form.items() if value})
