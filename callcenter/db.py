@@ -817,22 +817,19 @@ def _out_of_time() -> bool:
 
 def _work(transaction: Any, batch: list[_Queued[Any, Any]]) -> list[Any]:
     """Run a batch's writes in its order; writes of one `Together` all at the first of them."""
-    results: list[Any] = [None] * len(batch)
-    done: set[int] = set()
+    kinds: dict[Together[Any, Any, Any], list[int]] = {}
     for index, item in enumerate(batch):
-        if index in done:
-            continue
+        if item.together is not None:
+            kinds.setdefault(item.together, []).append(index)
+    results: list[Any] = [None] * len(batch)
+    for index, item in enumerate(batch):
         if item.together is None:
             results[index] = item.work(transaction)
-            continue
-        kind = item.together
-        indexes = [i for i in range(index, len(batch)) if batch[i].together is kind]
-        found = kind.run(transaction, [batch[i].arg for i in indexes])
-        if len(found) != len(indexes):
-            raise AssertionError(f"{kind!r} gave {len(found)} results for {len(indexes)} writes")
-        for i, result in zip(indexes, found, strict=True):
-            results[i] = result
-        done.update(indexes)
+        elif kinds[item.together][0] == index:
+            indexes = kinds[item.together]
+            found = item.together.run(transaction, [batch[i].arg for i in indexes])
+            for i, result in zip(indexes, found, strict=True):
+                results[i] = result
     return results
 
 

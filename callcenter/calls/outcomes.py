@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, cast
 
-from sqlalchemy import Boolean, String, Table, any_, bindparam, column, exists, select, text, update
+from sqlalchemy import Boolean, String, Table, any_, bindparam, column, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, lazyload
 
@@ -303,29 +303,6 @@ _EVENT_COLUMNS = [_EVENTS.c[name] for name in EventRow.__dataclass_fields__]
 _EVENT_VALUES = ("call_id", *(column.name for column in _EVENT_COLUMNS if column.name != "id"))
 
 
-def _insert_and_read_events() -> Prepared:
-    """PostgreSQL: insert the event unless stored; if it was new, return all the call's events.
-
-    One statement where there were two (the insert, then the read), for the status callback,
-    which has locked the call first: the read sees every event committed before that lock was
-    granted, and the new event comes from the insert's RETURNING (one statement's snapshot does
-    not see its own insert). No row: the event was stored already.
-    """
-    new = (
-        postgresql.insert(_EVENTS)
-        .values({name: bindparam(name, type_=_EVENTS.c[name].type) for name in _EVENT_VALUES})
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(*_EVENT_COLUMNS)
-        .cte("new")
-    )
-    earlier = select(*_EVENT_COLUMNS).where(
-        _EVENTS.c.call_id == bindparam("call_id"), exists(select(new.c.id))
-    )
-    return Prepared(select(*new.c).union_all(earlier).order_by("id"))
-
-
-_INSERT_AND_READ_EVENTS = _insert_and_read_events()
-
 # PostgreSQL, a batch of status events (record_statuses): the calls of all their sids under
 # the row lock, in the order of their CallSids (the order GroupCommit runs writes in).
 _LOCK_BY_SIDS = Prepared(
@@ -337,13 +314,15 @@ _LOCK_BY_SIDS = Prepared(
 
 
 def _insert_and_read_batch() -> Prepared:
-    """PostgreSQL: insert a batch's events unless stored; return the new ones, then all the
-    earlier events of every call that got one, each with its call and whether it is new.
+    """PostgreSQL: insert events unless stored; return the new ones, then all the earlier
+    events of every call that got one, each with its call and whether it is new.
 
-    `_insert_and_read_events` for many events in one statement (the events as arrays, one
-    per column): its calls are locked first, so the read sees every event committed before
-    the locks were granted, and the new events come from the insert's RETURNING. Two copies
-    of one event in the batch are stored once (ON CONFLICT skips the second).
+    One statement where there were two (the insert, then the read), for status callbacks,
+    whose calls are locked first: the read sees every event committed before the locks were
+    granted, and the new events come from the insert's RETURNING (one statement's snapshot
+    does not see its own insert). The events come as arrays, one per column, so one event or
+    a batch's are the same statement. Two copies of one event are stored once (ON CONFLICT
+    skips the second).
     """
     names = list(_EVENT_VALUES)
     # Each an array of the column's type (SQLAlchemy casts ARRAY parameters so).
@@ -534,8 +513,9 @@ def store_and_read(
         if store_event(session, call_id, event, now) is None:
             return None
         return events_of(session, call_id)
-    rows = _INSERT_AND_READ_EVENTS.rows(session, _event_values(call_id, event, now))
-    return [EventRow(*row) for row in rows] or None
+    values = {name: [value] for name, value in _event_values(call_id, event, now).items()}
+    rows = _INSERT_AND_READ_BATCH.rows(session, values)
+    return sorted((EventRow(*row[2:]) for row in rows), key=lambda row: row.id) or None
 
 
 # Deriving the outcome -----------------------------------------------------------------------
@@ -1056,13 +1036,9 @@ def _apply_batch(
             results[index] = "duplicate"
     for call_id, indexes in applied.items():
         events = sorted(stored[call_id], key=lambda row: row.id)
-        if len(indexes) == 1:
-            settings, _event, now = writes[indexes[0]]
-            apply(session, settings, calls[call_id], events, now)
-            continue
-        # Several of this call's events: each applied with those before it, as one by one.
+        # Each of this call's new events applied with those before it, as one by one.
         by_key = {writes[index][1].dedupe_key: index for index in indexes}
-        mine = sorted((row for row in events if row.dedupe_key in by_key), key=lambda r: r.id)
+        mine = [row for row in events if row.dedupe_key in by_key]
         for number, row in enumerate(mine):
             settings, _event, now = writes[by_key[row.dedupe_key]]
             later = {other.dedupe_key for other in mine[number + 1 :]}
