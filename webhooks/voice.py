@@ -21,7 +21,7 @@ from werkzeug.exceptions import HTTPException
 from callcenter import logs, phones
 from callcenter.calls import callbacks, outcomes, speech, survey
 from callcenter.calls import intake as calls
-from callcenter.calls.fastpath import VoicePath
+from callcenter.calls.fastpath import NewCall, VoicePath
 from callcenter.db import deadline, transaction
 from callcenter.runtime import Runtime
 from callcenter.settings import Settings
@@ -119,15 +119,8 @@ def voice(runtime: Runtime, incoming: Incoming) -> bytes:
     path, now = _voice_path(runtime), runtime.now()
     # Kept connections, not an ORM session: this is the path every call takes. Calls arriving
     # together are committed together (db.GroupCommit).
-    started = runtime.call_writes.run(
-        lambda cursor: path.start_call(
-            cursor,
-            call_sid=form["CallSid"],
-            from_number=form["From"],
-            to_number=form["To"],
-            now=now,
-        ),
-        key=form["CallSid"],
+    started = runtime.call_writes.run_together(
+        path.starts, NewCall(form["CallSid"], form["From"], form["To"], now), key=form["CallSid"]
     )
     if log.isEnabledFor(logging.DEBUG):
         # DEBUG: the call row holds all of this; a line per call costs a write per call.

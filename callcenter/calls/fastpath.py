@@ -8,7 +8,8 @@ immutable values (`intake.decide`); this module keeps what is costly to redo and
 - decisions, per snapshot, under exactly what they depend on (`intake.decision_key`);
 - each kept decision's columns as bound parameters, per dialect;
 - each kept decision's rendered answer (TwiML bytes, from the renderer the webhook gives);
-- the call row's INSERT, prepared once per dialect and run on the DB-API cursor.
+- the call row's INSERT, prepared once per dialect and run on the DB-API cursor; on
+  PostgreSQL one INSERT for all the calls of a batch (`VoicePath.starts`).
 
 Nothing here changes what a caller hears or what is stored: a kept decision is the one
 `decide` would make again, and it is dropped with the snapshot it came from.
@@ -16,6 +17,7 @@ Nothing here changes what a caller hears or what is stored: a kept decision is t
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -39,6 +41,7 @@ from callcenter.calls.intake import (
     row_columns,
 )
 from callcenter.calls.models import Call
+from callcenter.db import Together
 from callcenter.directory.snapshot import Directory, DirectoryCache
 from callcenter.settings import Settings
 
@@ -86,6 +89,8 @@ class _CallInsert:
             "RETURNING id, (SELECT version FROM directory_version WHERE id = 1)"
         )
         self.undo_sql = f"DELETE FROM calls WHERE id = {mark}"  # noqa: S608
+        self.names = (*_CALL_COLUMNS, *_DECISION_COLUMNS)
+        self.batch_sql = _batch_sql(dialect, self.names) if dialect.name == "postgresql" else ""
 
     def decision_params(self, decision: Decision) -> tuple[Any, ...]:
         values = {**_FIXED, **decision.columns}
@@ -108,6 +113,71 @@ class _CallInsert:
         cursor.execute(self.sql, (call_sid, from_number, to_number, at, at, *params))
         row = cursor.fetchone()
         return None if row is None else (row[0], row[1])
+
+    def batch(
+        self, cursor: Any, rows: list[tuple[Any, ...]], versions: list[int | None]
+    ) -> tuple[set[str], int]:
+        """Insert `rows` (PostgreSQL), each only if the directory is still at its version
+        (None: regardless) and its CallSid is new; return (the CallSids inserted, the
+        directory's version)."""
+        data = [
+            {
+                **{
+                    name: value.isoformat() if isinstance(value, datetime) else value
+                    for name, value in zip(self.names, row, strict=True)
+                },
+                _DECIDED_ON: version,
+                "n": number,
+            }
+            for number, (row, version) in enumerate(zip(rows, versions, strict=True))
+        ]
+        cursor.execute(self.batch_sql, (json.dumps(data),))
+        version, inserted = cursor.fetchone()
+        return set(inserted or ()), int(version)
+
+    def row(self, call: NewCall, params: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The call's row, in the order of `names`, its values bound as the ORM binds them."""
+        at = self.process_time(call.now)
+        return (call.call_sid, call.from_number, call.to_number, at, at, *params)
+
+
+# The batch's rows carry the directory version each was decided on under this name, and
+# their place in the batch under "n".
+_DECIDED_ON = "decided_on"
+
+
+def _batch_sql(dialect: Dialect, names: tuple[str, ...]) -> str:
+    """One INSERT of a batch's calls from one JSON parameter (PostgreSQL).
+
+    The rows are inserted in their order (the batch's, by CallSid, so that two processes'
+    batches never wait for each other in a circle), each only if its CallSid is new and the
+    directory is still at the version its decision was made on; the statement returns the
+    directory's version and the CallSids it inserted. One statement and one parameter where
+    a statement per call took a round trip and a bound row each.
+    """
+    types = ", ".join(f"{name} {_CALLS.c[name].type.compile(dialect=dialect)}" for name in names)
+    columns = ", ".join(names)
+    chosen = ", ".join(f"r.{name}" for name in names)
+    # Built from the table's own column names and types; values come in the one parameter.
+    return (
+        "WITH v AS (SELECT COALESCE("  # noqa: S608
+        "(SELECT version FROM directory_version WHERE id = 1), -1) AS version), "
+        f"new AS (INSERT INTO calls ({columns}) SELECT {chosen} "
+        f"FROM json_to_recordset(%s::json) AS r({types}, {_DECIDED_ON} BIGINT, n INTEGER), v "
+        f"WHERE r.{_DECIDED_ON} IS NULL OR r.{_DECIDED_ON} = v.version ORDER BY r.n "
+        "ON CONFLICT (call_sid) DO NOTHING RETURNING call_sid) "
+        "SELECT (SELECT version FROM v), (SELECT array_agg(call_sid) FROM new)"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NewCall:
+    """A call as /twilio/voice reports it, to be routed and recorded."""
+
+    call_sid: str
+    from_number: str
+    to_number: str
+    now: datetime
 
 
 @dataclass
@@ -147,6 +217,8 @@ class VoicePath:
         self._insert = _CallInsert(engine.dialect)
         self._kept: dict[Any, _Kept] = {}
         self._lock = threading.Lock()
+        # The calls of a batch, run in one go (db.GroupCommit.run_together).
+        self.starts: Together[Any, NewCall, Started] = Together(self.start_calls)
 
     def _decide(
         self, directory: Directory, to_number: str, from_number: str, now: datetime
@@ -209,6 +281,73 @@ class VoicePath:
         if kept.decision.line is None:
             log.warning("call %s to unconfigured number %s", call_sid, phones.mask(to_number))
         return Started(kept.decision, self._body(kept))
+
+    def start_calls(self, cursor: Any, calls: list[NewCall]) -> list[Started]:
+        """`start_call` for each of `calls` (in their order), as one batch of a GroupCommit.
+
+        On PostgreSQL one statement inserts every new call decided from the snapshot the
+        directory is still at; a call whose snapshot was stale is decided again from a fresh
+        one (at the last attempt, kept regardless, as `start_call` does); a CallSid stored
+        already answers as a retried webhook. On SQLite each call runs as `start_call`. The
+        same CallSid twice in one batch (a retry that came while the first waited) is stored
+        once, and both hear its answer.
+        """
+        if not self._insert.batch_sql:
+            each: dict[str, Started] = {}
+            for call in calls:
+                if call.call_sid not in each:
+                    each[call.call_sid] = self.start_call(
+                        cursor,
+                        call_sid=call.call_sid,
+                        from_number=call.from_number,
+                        to_number=call.to_number,
+                        now=call.now,
+                    )
+            return [each[call.call_sid] for call in calls]
+        decided: dict[int, _Kept] = {}
+        pending = list(range(len(calls)))
+        retried: set[int] = set()
+        for attempt in range(_ATTEMPTS):
+            last = attempt == _ATTEMPTS - 1
+            rows, versions = [], []
+            for index in pending:
+                call = calls[index]
+                directory = self.cache.peek(call.now) or self._reload(call.now)
+                kept = decided[index] = self._decide(
+                    directory, call.to_number, call.from_number, call.now
+                )
+                rows.append(self._insert.row(call, self._params(kept)))
+                versions.append(None if last else directory.version)
+            inserted, version = self._insert.batch(cursor, rows, versions)
+            stale = []
+            for index, expected in zip(pending, versions, strict=True):
+                if calls[index].call_sid in inserted:
+                    continue
+                if expected is None or expected == version:
+                    retried.add(index)  # stored already: a retried webhook
+                else:
+                    stale.append(index)
+            if not stale:
+                break
+            # The directory moved since those calls' snapshot: read it, decide them again.
+            self._reload(calls[stale[0]].now)
+            pending = stale
+        started: dict[str, Started] = {}
+        for index, call in enumerate(calls):
+            if call.call_sid in started:
+                continue  # the same CallSid twice in one batch: both hear the first's answer
+            if index in retried:
+                started[call.call_sid] = self._retried(call.call_sid, call.now)
+                continue
+            kept = decided[index]
+            if kept.decision.line is None:
+                log.warning(
+                    "call %s to unconfigured number %s",
+                    call.call_sid,
+                    phones.mask(call.to_number),
+                )
+            started[call.call_sid] = Started(kept.decision, self._body(kept))
+        return [started[call.call_sid] for call in calls]
 
     def _retried(self, call_sid: str, now: datetime) -> Started:
         # A retried webhook: answer from the row written the first time; nothing more is
