@@ -9,6 +9,7 @@ events in one statement each; on SQLite it runs them one by one. Both are checke
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,7 +40,8 @@ def state(session: Session) -> dict[str, Any]:
         for c in session.scalars(select(Call))
     )  # fmt: skip
     events = sorted(
-        (sids[e.call_id], e.dedupe_key, e.kind, e.leg_sid, e.status, e.received_at)
+        (sids[e.call_id], e.dedupe_key, e.kind, e.leg_sid, e.status, e.received_at,
+         json.dumps(e.payload, sort_keys=True))
         for e in session.scalars(select(CallEvent))
     )
     requests = sorted(
@@ -68,7 +70,9 @@ def batch(phone: Phone, clock: Clock) -> tuple[Events, dict[str, str]]:
         # opens a callback request and the answer (which Twilio reports late) closes it.
         answered.leg_form(leg, ANDRIS, "ringing"),
         stored_before,
-        answered.parent_form("completed", CallDuration="30"),
+        # A payload of every kind of character a form can carry, stored as it came.
+        {**answered.parent_form("completed", CallDuration="30"),
+         "CallbackSource": 'Jānis "Bērziņš" \\ \u0000 \U0001f4de'},
         answered.leg_form(leg, ANDRIS, "in-progress", at=clock.now - timedelta(seconds=20)),
         # Two copies of one event in the same batch.
         *[missed.leg_form(rung, ANDRIS, "no-answer")] * 2,
