@@ -40,8 +40,15 @@ def state(session: Session) -> dict[str, Any]:
         for c in session.scalars(select(Call))
     )  # fmt: skip
     events = sorted(
-        (sids[e.call_id], e.dedupe_key, e.kind, e.leg_sid, e.status, e.received_at,
-         json.dumps(e.payload, sort_keys=True))
+        (
+            sids[e.call_id],
+            e.dedupe_key,
+            e.kind,
+            e.leg_sid,
+            e.status,
+            e.received_at,
+            json.dumps(e.payload, sort_keys=True),
+        )
         for e in session.scalars(select(CallEvent))
     )
     requests = sorted(
@@ -71,8 +78,10 @@ def batch(phone: Phone, clock: Clock) -> tuple[Events, dict[str, str]]:
         answered.leg_form(leg, ANDRIS, "ringing"),
         stored_before,
         # A payload of every kind of character a form can carry, stored as it came.
-        {**answered.parent_form("completed", CallDuration="30"),
-         "CallbackSource": 'Jānis "Bērziņš" \\ \u0000 \U0001f4de'},
+        {
+            **answered.parent_form("completed", CallDuration="30"),
+            "CallbackSource": 'Jānis "Bērziņš" \\ \u0000 \U0001f4de',
+        },
         answered.leg_form(leg, ANDRIS, "in-progress", at=clock.now - timedelta(seconds=20)),
         # Two copies of one event in the same batch.
         *[missed.leg_form(rung, ANDRIS, "no-answer")] * 2,
