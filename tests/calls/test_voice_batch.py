@@ -39,6 +39,11 @@ def rows(cursor: Any) -> list[tuple[Any, ...]]:
     return [tuple(row) for row in cursor.fetchall()]
 
 
+def stored_rows(runtime: Runtime) -> list[tuple[Any, ...]]:
+    with runtime.pinned.transaction() as cursor:
+        return rows(cursor)
+
+
 def answers(started: list[Started]) -> list[tuple[str, bytes]]:
     return [(done.decision.answer.kind, done.body) for done in started]
 
@@ -62,11 +67,8 @@ def test_a_batch_of_calls_is_stored_and_answered_as_one_by_one(
     path = voice_path(app)
     retried = NewCall(sid(), CALLER, DIRECT, clock.now)
     with runtime.pinned.transaction() as cursor:
-        path.start_call(
-            cursor, call_sid=retried.call_sid, from_number=CALLER, to_number=DIRECT, now=clock.now
-        )
-    with runtime.pinned.transaction() as cursor:
-        (before,) = rows(cursor)
+        one_by_one(path, cursor, [retried])
+    (before,) = stored_rows(runtime)
     later = clock.tick(30)
     calls = [
         NewCall(sid(), CALLER, DIRECT, later),
@@ -87,8 +89,7 @@ def test_a_batch_of_calls_is_stored_and_answered_as_one_by_one(
         cursor.connection.rollback()
     with driver.transaction() as cursor:
         together = path.start_calls(cursor, calls)
-    with driver.transaction() as cursor:
-        stored = rows(cursor)
+    stored = stored_rows(runtime)
 
     assert answers(together) == answers(alone)
     assert stored == expected
@@ -106,8 +107,7 @@ def test_the_same_call_twice_in_a_batch_is_stored_once_and_both_hear_the_same(
     twice = NewCall(sid(), CALLER, DEPARTMENT, clock.now)
     with runtime.pinned.transaction() as cursor:
         started = path.start_calls(cursor, [twice, twice])
-    with runtime.pinned.transaction() as cursor:
-        stored = rows(cursor)
+    stored = stored_rows(runtime)
     assert [row[0] for row in stored] == [twice.call_sid]
     assert started[0].body == started[1].body and b"<Dial" in started[0].body
 
