@@ -17,7 +17,6 @@ Nothing here changes what a caller hears or what is stored: a kept decision is t
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -41,7 +40,7 @@ from callcenter.calls.intake import (
     row_columns,
 )
 from callcenter.calls.models import Call
-from callcenter.db import Together
+from callcenter.db import Together, json_records, recordset_columns
 from callcenter.directory.snapshot import Directory, DirectoryCache
 from callcenter.settings import Settings
 
@@ -120,18 +119,11 @@ class _CallInsert:
         """Insert `rows` (PostgreSQL), each only if the directory is still at its version
         (None: regardless) and its CallSid is new; return (the CallSids inserted, the
         directory's version)."""
-        data = [
-            {
-                **{
-                    name: value.isoformat() if isinstance(value, datetime) else value
-                    for name, value in zip(self.names, row, strict=True)
-                },
-                _DECIDED_ON: version,
-                "n": number,
-            }
-            for number, (row, version) in enumerate(zip(rows, versions, strict=True))
-        ]
-        cursor.execute(self.batch_sql, (json.dumps(data),))
+        records = json_records(
+            {**dict(zip(self.names, row, strict=True)), _DECIDED_ON: version}
+            for row, version in zip(rows, versions, strict=True)
+        )
+        cursor.execute(self.batch_sql, (records,))
         version, inserted = cursor.fetchone()
         return set(inserted or ()), int(version)
 
@@ -141,8 +133,7 @@ class _CallInsert:
         return (call.call_sid, call.from_number, call.to_number, at, at, *params)
 
 
-# The batch's rows carry the directory version each was decided on under this name, and
-# their place in the batch under "n".
+# The batch's rows carry the directory version each was decided on under this name.
 _DECIDED_ON = "decided_on"
 
 
@@ -155,7 +146,7 @@ def _batch_sql(dialect: Dialect, names: tuple[str, ...]) -> str:
     directory's version and the CallSids it inserted. One statement and one parameter where
     a statement per call took a round trip and a bound row each.
     """
-    types = ", ".join(f"{name} {_CALLS.c[name].type.compile(dialect=dialect)}" for name in names)
+    types = recordset_columns(_CALLS, names, dialect)
     columns = ", ".join(names)
     chosen = ", ".join(f"r.{name}" for name in names)
     # Built from the table's own column names and types; values come in the one parameter.
@@ -163,7 +154,7 @@ def _batch_sql(dialect: Dialect, names: tuple[str, ...]) -> str:
         "WITH v AS (SELECT COALESCE("  # noqa: S608
         "(SELECT version FROM directory_version WHERE id = 1), -1) AS version), "
         f"new AS (INSERT INTO calls ({columns}) SELECT {chosen} "
-        f"FROM json_to_recordset(%s::json) AS r({types}, {_DECIDED_ON} BIGINT, n INTEGER), v "
+        f"FROM json_to_recordset(%s::json) AS r({types}, {_DECIDED_ON} BIGINT), v "
         f"WHERE r.{_DECIDED_ON} IS NULL OR r.{_DECIDED_ON} = v.version ORDER BY r.n "
         "ON CONFLICT (call_sid) DO NOTHING RETURNING call_sid) "
         "SELECT (SELECT version FROM v), (SELECT array_agg(call_sid) FROM new)"
@@ -278,6 +269,10 @@ class VoicePath:
             # The directory changed since the snapshot was taken: undo, read it, decide again.
             cursor.execute(self._insert.undo_sql, (row_id,))
             directory = self._reload(now)
+        return self._started(call_sid, to_number, kept)
+
+    def _started(self, call_sid: str, to_number: str, kept: _Kept) -> Started:
+        """A new call's answer, from the decision its row was written with."""
         if kept.decision.line is None:
             log.warning("call %s to unconfigured number %s", call_sid, phones.mask(to_number))
         return Started(kept.decision, self._body(kept))
@@ -339,14 +334,7 @@ class VoicePath:
             if index in retried:
                 started[call.call_sid] = self._retried(call.call_sid, call.now)
                 continue
-            kept = decided[index]
-            if kept.decision.line is None:
-                log.warning(
-                    "call %s to unconfigured number %s",
-                    call.call_sid,
-                    phones.mask(call.to_number),
-                )
-            started[call.call_sid] = Started(kept.decision, self._body(kept))
+            started[call.call_sid] = self._started(call.call_sid, call.to_number, decided[index])
         return [started[call.call_sid] for call in calls]
 
     def _retried(self, call_sid: str, now: datetime) -> Started:

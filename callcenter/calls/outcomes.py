@@ -66,7 +66,7 @@ from callcenter.calls import intake as calls
 from callcenter.calls.models import Call, CallEvent
 from callcenter.calls.routing import Leg, Plan
 from callcenter.calls.states import EventKind, Outcome
-from callcenter.db import Prepared, Together, is_postgres
+from callcenter.db import Prepared, Together, is_postgres, json_records, recordset_columns
 from callcenter.directory.models import Staff
 from callcenter.directory.snapshot import DirectoryCache
 from callcenter.settings import Settings
@@ -361,15 +361,13 @@ def _insert_and_read_batch() -> Prepared:
     rest of the statement: psycopg dumps each element; a JSON text is one string.)
     """
     names = list(_EVENT_VALUES)
-    types = ", ".join(
-        f"{name} {_EVENTS.c[name].type.compile(dialect=postgresql.dialect())}" for name in names
-    )
+    types = recordset_columns(_EVENTS, names, postgresql.dialect())
     returned = ", ".join(c.name for c in _EVENT_COLUMNS)
     sql = f"""
         WITH new AS (
             INSERT INTO {_EVENTS.name} ({", ".join(names)})
             SELECT {", ".join("r." + name for name in names)}
-            FROM json_to_recordset(CAST(:events AS json)) AS r({types}, n INTEGER)
+            FROM json_to_recordset(CAST(:events AS json)) AS r({types})
             ORDER BY r.n
             ON CONFLICT (dedupe_key) DO NOTHING
             RETURNING call_id, {returned}
@@ -390,28 +388,23 @@ def _insert_and_read_batch() -> Prepared:
 
 
 def _event_records(rows: list[dict[str, Any]]) -> str:
-    """The batch's events as `_insert_and_read_batch` reads them: a JSON array of objects,
-    each value bound as its column binds it (the payload's JSON text, the time in UTC)."""
-    dialect = postgresql.dialect()
-    processors = _EVENT_PROCESSORS.setdefault(
-        "postgresql",
-        {
-            name: _EVENTS.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for name in _EVENT_VALUES
-        },
-    )
-    records = []
-    for number, row in enumerate(rows):
-        record: dict[str, Any] = {"n": number}
-        for name, value in row.items():
-            process = processors[name]
-            bound = value if process is None or value is None else process(value)
-            record[name] = bound.isoformat() if isinstance(bound, datetime) else bound
-        records.append(record)
-    return json.dumps(records, ensure_ascii=False)
+    """The batch's events as `_insert_and_read_batch` reads them (`db.json_records`), each
+    value bound as its column binds it (the payload's JSON text, the time in UTC)."""
+
+    def bound(name: str, value: Any) -> Any:
+        process = _EVENT_BINDS[name]
+        return value if process is None or value is None else process(value)
+
+    return json_records({name: bound(name, value) for name, value in row.items()} for row in rows)
 
 
-_EVENT_PROCESSORS: dict[str, dict[str, Any]] = {}
+# The bind processors of the events' columns on PostgreSQL (None: bound as it is).
+_EVENT_BINDS = {
+    name: _EVENTS.c[name]
+    .type.dialect_impl(postgresql.dialect())
+    .bind_processor(postgresql.dialect())
+    for name in _EVENT_VALUES
+}
 _INSERT_AND_READ_BATCH = _insert_and_read_batch()
 
 
